@@ -1,0 +1,150 @@
+//! The command line, as data (clap derive). Same verbs and argument order as ostree-ext's
+//! `ostree container …`, so scripts move between the two.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ostree-container",
+    version,
+    about = "Bridge ostree commits and OCI container images",
+    long_about = "Bridge ostree commits and OCI container images.\n\n\
+        Also runs as `ostree container …` once installed as \
+        /usr/libexec/libostree/ext/ostree-container.",
+    after_help = "Image references: docker://HOST/NAME:TAG (or registry:HOST/NAME:TAG), oci:DIR[:TAG], \
+        oci-archive:FILE[:TAG], docker-archive:FILE, dir:DIR, \
+        containers-storage:[DRIVER@GRAPHROOT+RUNROOT]NAME"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Wrap an ostree commit into a container image, chunked into component layers.
+    ///
+    /// Layers follow the packages that own the files (dpkg or rpm database, or the
+    /// `user.component` xattr; content nobody owns is grouped by directory). Examples:
+    ///
+    ///   ostree-container encapsulate --repo=/srv/repo exampleos/x86_64/stable \
+    ///       containers-storage:localhost/exampleos:latest
+    ///
+    ///   ostree-container encapsulate --repo=repo --prior-build oci:out:v1 main oci:out:v2
+    #[command(alias = "export")]
+    Encapsulate(EncapsulateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EncapsulateArgs {
+    /// Path to the ostree repository.
+    #[arg(long, value_name = "REPO")]
+    pub repo: PathBuf,
+
+    /// The ostree ref or commit checksum to export.
+    pub rev: String,
+
+    /// Destination image reference, e.g. containers-storage:localhost/os or oci:/srv/os:latest.
+    #[arg(value_name = "IMGREF")]
+    pub imgref: String,
+
+    /// Additional label (repeatable); wins over labels derived from the commit.
+    #[arg(long = "label", short = 'l', value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+
+    /// The image's CMD (repeat for each argument); overrides commit metadata ostree.container-cmd.
+    #[arg(long, value_name = "ARG")]
+    pub cmd: Vec<String>,
+
+    /// JSON file with the container `config` object to start from (Env, Entrypoint, ...).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Copy this commit metadata key to a label (repeatable; must exist).
+    #[arg(long = "copymeta", value_name = "KEY")]
+    pub copymeta: Vec<String>,
+
+    /// Copy this commit metadata key to a label when present (repeatable).
+    #[arg(long = "copymeta-opt", value_name = "KEY")]
+    pub copymeta_opt: Vec<String>,
+
+    /// Most layers the image may have, the commit layer included (at least 4).
+    #[arg(long, value_name = "N")]
+    pub max_layers: Option<u32>,
+
+    /// Keep the component → layer layout of this earlier image, so an update changes only
+    /// the layers whose content changed.
+    #[arg(long, value_name = "IMGREF")]
+    pub prior_build: Option<String>,
+
+    /// Layer compression: gzip (default), zstd or none. containers-storage always stores
+    /// layers uncompressed, so nothing is compressed for it.
+    #[arg(long, value_name = "KIND")]
+    pub compression: Option<String>,
+
+    /// Compatibility with ostree-ext: accepted, same as the default.
+    #[arg(long, hide = true)]
+    pub compression_fast: bool,
+
+    /// ostree-ext content-metadata JSON: which object goes to which layer.
+    #[arg(long, value_name = "FILE")]
+    pub contentmeta: Option<PathBuf>,
+
+    /// Registry credentials file (as for skopeo/podman).
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+
+    /// Verify TLS for the destination registry (use --dest-tls-verify=false for a local one).
+    #[arg(long = "dest-tls-verify", alias = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+
+    /// Worker threads for writing layers (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Print a JSON report (digest, layers, sizes) on stdout instead of the digest.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No summary on stderr and no progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_ostree_ext_style_encapsulate() {
+        let c = Cli::try_parse_from([
+            "ostree-container",
+            "export",
+            "--repo=r",
+            "main",
+            "oci:/x",
+            "--label",
+            "a=b",
+            "--cmd",
+            "/bin/sh",
+            "--cmd",
+            "-c",
+            "--dest-tls-verify=false",
+            "--max-layers",
+            "8",
+        ])
+        .unwrap();
+        let Command::Encapsulate(a) = c.command;
+        assert_eq!(a.rev, "main");
+        assert_eq!(a.cmd, vec!["/bin/sh", "-c"]);
+        assert_eq!(a.tls_verify, Some(false));
+        assert_eq!(a.max_layers, Some(8));
+    }
+}

@@ -1,0 +1,20 @@
+//! `ostree-container`: thin binary; the work is in `storage-bridge`, the CLI in `cli.rs`.
+mod cli;
+mod cmd;
+mod render;
+
+use clap::Parser;
+
+fn main() {
+    // `ostree container ...` runs us with `container` as the first argument.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "container") {
+        args.remove(1);
+    }
+    let cli = cli::Cli::parse_from(args);
+    render::init_logging();
+    if let Err(e) = cmd::run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,16 @@
+#!/bin/bash
+# test.sh: README's test command. Installs what is missing, checks formatting and lints, builds,
+# builds the peer (ostree-ext) for the interop tests when ../shared/bench exists, runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+command -v cargo >/dev/null || { echo "cargo not found: the Rust toolchain (rustup) must be installed" >&2; exit 1; }
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+cargo build --workspace --all-targets
+if [ -f ../shared/bench/build-peer.sh ]; then
+  echo "== building the peer (ostree-ext 0.15.3) for interop tests (cached)"
+  bash ../shared/bench/build-peer.sh >/dev/null
+fi
+# Each test owns a private store; two at a time suit these 2-core machines.
+cargo test --workspace -- --test-threads="${TEST_THREADS:-2}"

@@ -1,0 +1,5 @@
+//! Tar streams of ostree content ("tar format v1", see `shared/REFERENCE.md` §2).
+//!
+//! - [`commit_to_tar`]: ostree commit ─▶ tar, one stream per image layer (sync, any `Write`).
+
+pub mod commit_to_tar;

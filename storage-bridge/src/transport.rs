@@ -1,0 +1,175 @@
+//! Reaching every transport: `oci:` directories directly, everything else through
+//! `skopeo copy` from a staged OCI directory; and reading a prior build's manifest.
+
+use crate::chunking::PriorLayout;
+use crate::imgref::{ImageReference, Transport};
+use crate::labels::{COMPONENTS, COMPONENT_SEPARATOR};
+use crate::oci::ocidir::OciDir;
+use anyhow::{anyhow, bail, Context, Result};
+use cap_std::fs::Dir;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Largest manifest we read (a prior build's).
+const MAX_MANIFEST: u64 = 4 << 20;
+
+/// Look a program up on `PATH`.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The skopeo binary, or an error that says how to get it.
+pub fn skopeo() -> Result<PathBuf> {
+    find_program("skopeo").ok_or_else(|| {
+        anyhow!("skopeo is not installed (not found in PATH); it is needed for every transport but oci: (apt-get install skopeo)")
+    })
+}
+
+/// Options for talking to registries and stores through skopeo.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct SkopeoOptions {
+    /// `--authfile`
+    pub authfile: Option<PathBuf>,
+    /// `--tls-verify=false` when Some(false).
+    pub tls_verify: Option<bool>,
+    /// `--cert-dir`
+    pub cert_dir: Option<PathBuf>,
+}
+
+fn run_skopeo(args: &[String], what: &str) -> Result<Vec<u8>> {
+    let bin = skopeo()?;
+    let out = Command::new(&bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let err = err.trim().lines().last().unwrap_or("").trim();
+        bail!("{what}: skopeo failed ({}): {err}", out.status);
+    }
+    Ok(out.stdout)
+}
+
+/// `skopeo copy oci:SRC DEST`; returns the manifest digest skopeo wrote, when it says.
+pub fn skopeo_copy(
+    src_oci: &Path,
+    src_tag: Option<&str>,
+    dest: &str,
+    opts: &SkopeoOptions,
+    digestfile: &Path,
+) -> Result<Option<String>> {
+    let mut args: Vec<String> = vec!["copy".into(), "--quiet".into()];
+    if let Some(a) = &opts.authfile {
+        args.push(format!("--dest-authfile={}", a.display()));
+    }
+    if let Some(v) = opts.tls_verify {
+        args.push(format!("--dest-tls-verify={v}"));
+    }
+    if let Some(c) = &opts.cert_dir {
+        args.push(format!("--dest-cert-dir={}", c.display()));
+    }
+    args.push(format!("--digestfile={}", digestfile.display()));
+    let src = match src_tag {
+        Some(t) => format!("oci:{}:{t}", src_oci.display()),
+        None => format!("oci:{}", src_oci.display()),
+    };
+    args.push(src);
+    args.push(dest.to_string());
+    run_skopeo(&args, &format!("copying the image to {dest}"))?;
+    Ok(std::fs::read_to_string(digestfile)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty()))
+}
+
+/// Read an image's manifest (not an index) wherever it lives.
+pub fn read_manifest(r: &ImageReference, opts: &SkopeoOptions) -> Result<serde_json::Value> {
+    let data = if r.transport == Transport::OciDir {
+        let (path, tag) = r.path_and_tag();
+        let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())
+            .with_context(|| format!("opening OCI directory {path}"))?;
+        let oci = OciDir::ensure(dir)?;
+        let m = oci.find_manifest(tag)?;
+        oci.read_blob(&m.digest, MAX_MANIFEST)?
+    } else {
+        let mut args: Vec<String> = vec!["inspect".into(), "--raw".into()];
+        if let Some(a) = &opts.authfile {
+            args.push(format!("--authfile={}", a.display()));
+        }
+        if let Some(v) = opts.tls_verify {
+            args.push(format!("--tls-verify={v}"));
+        }
+        args.push(r.to_string());
+        run_skopeo(&args, &format!("reading the manifest of {r}"))?
+    };
+    if data.len() as u64 > MAX_MANIFEST {
+        bail!("manifest of {r} is over {MAX_MANIFEST} bytes");
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&data).with_context(|| format!("parsing the manifest of {r}"))?;
+    if v.get("manifests").is_some() {
+        bail!("{r} is an image index, not a single image manifest");
+    }
+    if !v.get("layers").is_some_and(|l| l.is_array()) {
+        bail!("the manifest of {r} has no layers list");
+    }
+    Ok(v)
+}
+
+/// The chunk layout of a prior build: `ostree.components` of layers 1.., or an error naming the
+/// first layer without it.
+pub fn prior_layout(manifest: &serde_json::Value) -> Result<PriorLayout> {
+    let layers = manifest
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .context("manifest has no layers")?;
+    layers
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, l)| {
+            let a = l
+                .get("annotations")
+                .and_then(|a| a.get(COMPONENTS))
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| anyhow!("layer {i} has no {COMPONENTS} annotation"))?;
+            Ok(a.split(COMPONENT_SEPARATOR)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prior_layout_reads_component_annotations() {
+        let m = serde_json::json!({"layers": [
+            {"digest": "a"},
+            {"annotations": {"ostree.components": "bash,coreutils"}},
+            {"annotations": {"ostree.components": ""}},
+        ]});
+        assert_eq!(
+            prior_layout(&m).unwrap(),
+            vec![vec!["bash".to_string(), "coreutils".to_string()], vec![]]
+        );
+        let bad = serde_json::json!({"layers": [{"digest": "a"}, {"digest": "b"}]});
+        assert!(prior_layout(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("layer 1"));
+    }
+}

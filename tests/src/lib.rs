@@ -1,0 +1,153 @@
+//! The integration-test harness: real ostree, skopeo, podman and docker-registry, each test in
+//! its own temp dir with a private containers-storage (graph root + run root), its own
+//! `containers.conf` (runc, ulimits that work on these machines) and `registries.conf`.
+//! Nothing touches `/var/lib/containers` or the user's configuration.
+//!
+//! A missing tool fails the test with a message that says how to install it; it never passes.
+
+pub mod oci;
+pub mod podman;
+pub mod registry;
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub use storage_bridge::fixture::{Fixture, SAMPLE};
+
+/// The workspace's target directory for this build profile (where `ostree-container` is).
+pub fn target_dir() -> PathBuf {
+    // tests run from target/<profile>/deps/<test-binary>
+    let exe = std::env::current_exe().expect("current_exe");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// Path of a binary built by this workspace.
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let p = target_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is not built: run `cargo build --workspace` first (README's test command does)",
+        p.display()
+    );
+    p
+}
+
+/// Path of a required external tool; panics with the install hint when it is missing.
+pub fn require_tool(name: &str) -> PathBuf {
+    storage_bridge::transport::find_program(name).unwrap_or_else(|| {
+        panic!("required tool {name:?} is not installed: run scripts/install-deps.sh (as root)")
+    })
+}
+
+/// Run a command, failing with its stderr when it fails.
+pub fn run(cmd: &mut Command) -> Result<Output> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("spawning {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out)
+}
+
+/// Run and return stdout as a string.
+pub fn run_stdout(cmd: &mut Command) -> Result<String> {
+    Ok(String::from_utf8(run(cmd)?.stdout)?)
+}
+
+/// One test's private world.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub podman: podman::PodmanEnv,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("ostree-bridge-test-")
+            .tempdir_in(
+                std::env::var_os("OSTREE_BRIDGE_TEST_TMP")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(std::env::temp_dir),
+            )
+            .expect("creating the test's temp dir");
+        let podman = podman::PodmanEnv::new(dir.path()).expect("writing private container configs");
+        TestEnv { dir, podman }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A fresh `bare` repo at `name` with `text` committed under `refname`; returns the checksum.
+    pub fn repo_with(&self, name: &str, refname: &str, text: &str) -> Result<(PathBuf, String)> {
+        let p = self.path().join(name);
+        let repo = storage_bridge::fixture::create_repo(&p, ostree::RepoMode::Bare)?;
+        let csum = Fixture::parse(text)?.commit(&repo, refname)?;
+        Ok((p, csum))
+    }
+
+    /// `ostree-container` with the private container configs in its environment.
+    pub fn ostree_container(&self) -> Command {
+        let mut c = Command::new(workspace_bin("ostree-container"));
+        self.podman.apply(&mut c);
+        c
+    }
+
+    /// Any program with the private container configs in its environment.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new(program);
+        self.podman.apply(&mut c);
+        c
+    }
+
+    /// The containers-storage reference of `name` in this test's private store.
+    pub fn cstor_ref(&self, name: &str) -> String {
+        format!(
+            "containers-storage:[overlay@{}+{}]{name}",
+            self.podman.graphroot.display(),
+            self.podman.runroot.display()
+        )
+    }
+}
+
+impl Default for TestEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        self.podman.cleanup();
+    }
+}
+
+/// The peer (ostree-ext 0.15.3) binary, built from `../shared/bench/peer-ostree-ext` with
+/// its build script (cached under ~/.cache/ostree-bridge/peer-target).
+pub fn peer_binary() -> Result<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/build-peer.sh");
+    if !script.exists() {
+        bail!("{} not found", script.display());
+    }
+    let out = run(Command::new("bash").arg(&script))?;
+    let path = String::from_utf8(out.stdout)?
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string();
+    let p = PathBuf::from(path);
+    if !p.exists() {
+        bail!("build-peer.sh printed {} which does not exist", p.display());
+    }
+    Ok(p)
+}
