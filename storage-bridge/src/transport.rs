@@ -54,10 +54,23 @@ fn run_skopeo(args: &[String], what: &str) -> Result<Vec<u8>> {
         .with_context(|| format!("running {}", bin.display()))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let err = err.trim().lines().last().unwrap_or("").trim();
+        let err = skopeo_message(err.trim().lines().last().unwrap_or(""));
         bail!("{what}: skopeo failed ({}): {err}", out.status);
     }
     Ok(out.stdout)
+}
+
+/// The `msg="..."` part of a logrus line (`time=... level=fatal msg="..."`), unescaped.
+fn skopeo_message(line: &str) -> String {
+    let line = line.trim();
+    match line.find("msg=\"") {
+        Some(i) => {
+            let body = &line[i + 5..];
+            let body = body.strip_suffix('"').unwrap_or(body);
+            body.replace("\\\"", "\"")
+        }
+        None => line.to_string(),
+    }
 }
 
 /// `skopeo copy oci:SRC DEST`; returns the manifest digest skopeo wrote, when it says.
@@ -154,6 +167,15 @@ pub fn prior_layout(manifest: &serde_json::Value) -> Result<PriorLayout> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skopeo_messages_lose_their_logrus_frame() {
+        assert_eq!(
+            skopeo_message(r#"time="x" level=fatal msg="pinging \"http://a\": refused""#),
+            r#"pinging "http://a": refused"#
+        );
+        assert_eq!(skopeo_message("plain error"), "plain error");
+    }
 
     #[test]
     fn prior_layout_reads_component_annotations() {
