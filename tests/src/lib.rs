@@ -17,10 +17,14 @@ pub use storage_bridge::fixture::{Fixture, SAMPLE};
 
 /// The workspace's target directory for this build profile (where `ostree-container` is).
 pub fn target_dir() -> PathBuf {
-    // tests run from target/<profile>/deps/<test-binary>
+    // Tests run from target/<profile>/deps/<test-binary>, binaries from target/<profile>/.
     let exe = std::env::current_exe().expect("current_exe");
-    let deps = exe.parent().expect("deps dir");
-    deps.parent().expect("profile dir").to_path_buf()
+    let dir = exe.parent().expect("exe dir");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("profile dir").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a binary built by this workspace.
@@ -95,18 +99,14 @@ impl TestEnv {
         Ok((p, csum))
     }
 
-    /// `ostree-container` with the private container configs in its environment.
+    /// `ostree-container` in this test's private container world.
     pub fn ostree_container(&self) -> Command {
-        let mut c = Command::new(workspace_bin("ostree-container"));
-        self.podman.apply(&mut c);
-        c
+        self.podman.wrap(workspace_bin("ostree-container"))
     }
 
-    /// Any program with the private container configs in its environment.
+    /// Any program in this test's private container world.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new(program);
-        self.podman.apply(&mut c);
-        c
+        self.podman.wrap(program)
     }
 
     /// The containers-storage reference of `name` in this test's private store.
