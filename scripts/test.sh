@@ -13,4 +13,13 @@ if [ -f ../shared/bench/build-peer.sh ]; then
   bash ../shared/bench/build-peer.sh >/dev/null
 fi
 # Each test owns a private store; two at a time suit these 2-core machines.
-cargo test --workspace -- --test-threads="${TEST_THREADS:-2}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-targets -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
+     END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, g }' "$log"
+exit "$rc"

@@ -54,7 +54,7 @@ pub struct EncapsulateArgs {
     pub labels: Vec<String>,
 
     /// The image's CMD (repeat for each argument); overrides commit metadata ostree.container-cmd.
-    #[arg(long, value_name = "ARG")]
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub cmd: Vec<String>,
 
     /// JSON file with the container `config` object to start from (Env, Entrypoint, ...).
