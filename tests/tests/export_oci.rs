@@ -473,3 +473,158 @@ fn peer_imports_our_image_to_the_same_commit() {
         }
     }
 }
+
+/// Build two noarch rpms with Debian's rpm tools, install them into a tree, commit it: the rpm
+/// database decides the layers.
+#[test]
+fn rpm_packages_each_travel_in_one_layer() {
+    use ostree_bridge_tests::require_tool;
+    let env = TestEnv::new();
+    let rpmbuild = require_tool("rpmbuild");
+    let rpm = require_tool("rpm");
+    let top = env.path().join("rpmbuild");
+    for p in ["a", "b"] {
+        let spec = env.path().join(format!("{p}.spec"));
+        std::fs::write(
+            &spec,
+            format!(
+                "Name: rpmt-{p}\nVersion: 1.0\nRelease: 1\nSummary: test {p}\nLicense: MIT\nBuildArch: noarch\n\
+                 %description\ntest\n%install\nmkdir -p %{{buildroot}}/usr/share/rpmt-{p} %{{buildroot}}/etc\n\
+                 echo {p} > %{{buildroot}}/usr/share/rpmt-{p}/data\necho conf-{p} > %{{buildroot}}/etc/rpmt-{p}.conf\n\
+                 %files\n/usr/share/rpmt-{p}/data\n%config /etc/rpmt-{p}.conf\n"
+            ),
+        )
+        .unwrap();
+        run(std::process::Command::new(&rpmbuild)
+            .args(["-bb", "--quiet", "--define"])
+            .arg(format!("_topdir {}", top.display()))
+            .arg(&spec))
+        .unwrap();
+    }
+    let root = env.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let rpms: Vec<_> = std::fs::read_dir(top.join("RPMS/noarch"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(rpms.len(), 2);
+    run(std::process::Command::new(&rpm)
+        .arg("--root")
+        .arg(&root)
+        .args([
+            "--dbpath",
+            "/usr/lib/sysimage/rpm",
+            "-i",
+            "--nodeps",
+            "--noscripts",
+            "--nosignature",
+        ])
+        .args(&rpms))
+    .unwrap();
+    std::fs::rename(root.join("etc"), root.join("usr/etc")).unwrap();
+    std::fs::write(root.join("usr/share/unowned"), "nobody's\n").unwrap();
+    let repo = env.path().join("repo");
+    run(std::process::Command::new("ostree")
+        .arg("init")
+        .arg(format!("--repo={}", repo.display()))
+        .arg("--mode=bare"))
+    .unwrap();
+    run(std::process::Command::new("ostree")
+        .arg("commit")
+        .arg(format!("--repo={}", repo.display()))
+        .args(["--branch=rpmos", "-s", "rpm os"])
+        .arg(format!("--tree=dir={}", root.display())))
+    .unwrap();
+    let out = env.path().join("oci");
+    let json = run_stdout(
+        env.ostree_container()
+            .args(["encapsulate", "--json", "--repo"])
+            .arg(&repo)
+            .arg("rpmos")
+            .arg(format!("oci:{}", out.display())),
+    )
+    .unwrap();
+    let report: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        report["chunking"]["sources"],
+        serde_json::json!(["rpm"]),
+        "{report}"
+    );
+    assert_eq!(report["chunking"]["packages"], 2);
+    let (m, _, entries) = layers(&Layout::open(&out), None);
+    let comps: Vec<String> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            l["annotations"]["ostree.components"]
+                .as_str()
+                .unwrap_or("<commit>")
+                .to_string()
+        })
+        .collect();
+    let pl = path_layers(&entries);
+    assert_eq!(comps[pl["usr/share/rpmt-a/data"]], "rpmt-a");
+    assert_eq!(comps[pl["etc/rpmt-a.conf"]], "rpmt-a");
+    assert_eq!(comps[pl["usr/share/rpmt-b/data"]], "rpmt-b");
+    assert_eq!(comps[pl["etc/rpmt-b.conf"]], "rpmt-b");
+    assert_eq!(comps[pl["usr/share/unowned"]], "unpackaged");
+}
+
+#[test]
+fn contentmeta_maps_objects_to_named_layers() {
+    let env = TestEnv::new();
+    let text = "file usr/bin/one content=\"1\\n\"\nfile usr/bin/two content=\"2\\n\"\nfile usr/bin/three content=\"3\\n\"\n";
+    let (repo, _) = env.repo_with("repo", "x", text).unwrap();
+    // Content checksums by path, from ostree itself.
+    let ls = run_stdout(
+        std::process::Command::new("ostree")
+            .arg(format!("--repo={}", repo.display()))
+            .args(["ls", "-R", "-C", "x", "/usr/bin"]),
+    )
+    .unwrap();
+    let csum = |name: &str| {
+        ls.lines()
+            .find(|l| l.ends_with(&format!("/usr/bin/{name}")))
+            .unwrap()
+            .split_whitespace()
+            .nth(4)
+            .unwrap()
+            .to_string()
+    };
+    let cm = serde_json::json!({
+        "version": 1,
+        "created": "2024-01-02T03:04:05Z",
+        "labels": {"from-contentmeta": "yes"},
+        "layers": {"l1": "first layer", "l2": "second layer"},
+        "mapping": {csum("one"): "l1", csum("two"): "l2", csum("three"): "l2"},
+    });
+    let cmf = env.path().join("cm.json");
+    std::fs::write(&cmf, cm.to_string()).unwrap();
+    let out = env.path().join("oci");
+    export(
+        &env,
+        &repo,
+        "x",
+        &format!("oci:{}", out.display()),
+        &["--contentmeta", cmf.to_str().unwrap()],
+    );
+    let (m, cfg, entries) = layers(&Layout::open(&out), None);
+    assert_eq!(cfg["created"], "2024-01-02T03:04:05Z");
+    assert_eq!(cfg["config"]["Labels"]["from-contentmeta"], "yes");
+    let comps: Vec<String> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            l["annotations"]["ostree.components"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    let pl = path_layers(&entries);
+    assert_eq!(comps[pl["usr/bin/one"]], "first layer");
+    assert_eq!(comps[pl["usr/bin/two"]], "second layer");
+    assert_eq!(pl["usr/bin/two"], pl["usr/bin/three"]);
+}

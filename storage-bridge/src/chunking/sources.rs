@@ -309,7 +309,7 @@ fn read_rpm(
     let out = std::process::Command::new(rpm)
         .arg("--dbpath")
         .arg(tmp.path())
-        .args(["-qa", "--qf", "[%{NAME}\t%{FILENAMES}\n]"])
+        .args(["-qa", "--qf", "[%{=NAME}\t%{FILENAMES}\n]"])
         .stdin(std::process::Stdio::null())
         .output()
         .context("running rpm to read the package database")?;
@@ -341,6 +341,14 @@ fn read_rpm(
         }
     }
     if pkgs.is_empty() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !err.trim().is_empty() {
+            report.warnings.push(format!(
+                "rpm listed no packages in /{}: {}",
+                dbdir.path,
+                err.trim()
+            ));
+        }
         return Ok(None);
     }
     report.packages = pkgs.len();
