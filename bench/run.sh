@@ -38,7 +38,8 @@ else
     mkdir -p "$T/usr/lib/sysimage"
     mv "$T/var/lib/dpkg" "$T/usr/lib/sysimage/dpkg"
     find "$T/dev" "$T/proc" "$T/sys" "$T/run" "$T/tmp" -mindepth 1 -delete 2>/dev/null || true
-    rm -rf "$T/var/cache/apt"/* "$T/var/lib/apt/lists"/* "$T/var/log"/*
+    # /var starts empty in an ostree system (tmpfiles seeds it at boot).
+    rm -rf "$T/var" && mkdir "$T/var"
     ostree init --repo="$REPO" --mode=bare
     ostree commit --repo="$REPO" --branch=bench/v1 --tree=dir="$T" -s "Debian bookworm minbase" \
       --add-metadata-string=version=12 >/dev/null
@@ -61,7 +62,9 @@ results="$W/times.tsv"; : > "$results"
 measure() { # name tool cmd...
   local name=$1 tool=$2; shift 2
   if ! /usr/bin/time -f '%e %M' -o "$W/time.out" "$@" >/dev/null 2>"$W/cmd.err"; then
-    echo "benchmark '$name' ($tool) failed:" >&2; cat "$W/cmd.err" >&2; exit 1
+    echo "benchmark '$name' ($tool) failed:" >&2; cat "$W/cmd.err" >&2
+    [ "$tool" = ours ] && exit 1   # ours must work; a failing peer is reported in the table
+    echo -e "$name\t$tool\tFAIL" >> "$results"; return 0
   fi
   echo -e "$name\t$tool\t$(tail -1 "$W/time.out")" >> "$results"
 }
@@ -93,6 +96,8 @@ res, out, desc, runs, ours_json = sys.argv[1:6]
 rows = {}
 for line in open(res):
     name, tool, t = line.rstrip("\n").split("\t")
+    if t == "FAIL":
+        rows.setdefault(name, {}).setdefault(tool, []).append(None); continue
     e, m = t.split()
     rows.setdefault(name, {}).setdefault(tool, []).append((float(e), int(m)))
 def ver(cmd):
@@ -108,10 +113,12 @@ L = ["# Export benchmark: ostree-bridge vs ostree-ext 0.15.3", "",
      "| benchmark | ostree-bridge | peer (ostree-ext) | ratio (ours/peer) |", "| --- | --- | --- | --- |"]
 def cell(v):
     if not v: return "–", None
+    if any(x is None for x in v): return f"failed ({sum(x is None for x in v)}/{len(v)} runs)", None
     e = sorted(x[0] for x in v); m = statistics.median(x[1] for x in v) / 1024
     med = statistics.median(e)
     return f"{med:.2f} [{e[0]:.2f}–{e[-1]:.2f}] s, {m:.0f} MiB", med
 for name, t in rows.items():
+    name = name.replace("|", "\\|")
     if "floor" in t:
         c, _ = cell(t["floor"]); L.append(f"| {name} | {c} | | |"); continue
     a, am = cell(t.get("ours")); b, bm = cell(t.get("peer"))

@@ -33,7 +33,50 @@ pub enum Command {
     ///
     ///   ostree-container encapsulate --repo=repo --prior-build oci:out:v1 main oci:out:v2
     #[command(alias = "export")]
-    Encapsulate(EncapsulateArgs),
+    Encapsulate(Box<EncapsulateArgs>),
+
+    /// Import the ostree commit an image encapsulates (a pure ostree image, not a derived one).
+    ///
+    /// Every object is verified against its checksum, every blob against its digest, and the
+    /// commit against the image's ostree.commit label; nothing is kept when any check fails.
+    /// Example:
+    ///
+    ///   ostree-container unencapsulate --repo=/srv/repo --write-ref=os/stable \
+    ///       ostree-unverified-image:oci:/srv/os:1
+    Unencapsulate(Box<UnencapsulateArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct UnencapsulateArgs {
+    /// Path to the ostree repository.
+    #[arg(long, value_name = "REPO")]
+    pub repo: PathBuf,
+
+    /// The image, e.g. ostree-unverified-image:oci:/srv/os:1 or
+    /// ostree-unverified-registry:quay.io/exampleos/os:latest (a plain TRANSPORT:NAME counts
+    /// as unverified).
+    #[arg(value_name = "IMGREF")]
+    pub imgref: String,
+
+    /// Point this ref at the imported commit.
+    #[arg(long, value_name = "REF")]
+    pub write_ref: Option<String>,
+
+    /// Registry credentials file.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+
+    /// Verify TLS of the source registry.
+    #[arg(long = "src-tls-verify", alias = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+
+    /// Print a JSON report instead of `Imported: <checksum>`.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress output.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -141,7 +184,9 @@ mod tests {
             "8",
         ])
         .unwrap();
-        let Command::Encapsulate(a) = c.command;
+        let Command::Encapsulate(a) = c.command else {
+            panic!("not encapsulate")
+        };
         assert_eq!(a.rev, "main");
         assert_eq!(a.cmd, vec!["/bin/sh", "-c"]);
         assert_eq!(a.tls_verify, Some(false));

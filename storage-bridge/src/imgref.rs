@@ -183,6 +183,79 @@ impl std::str::FromStr for ImageReference {
     }
 }
 
+/// How an image's content is verified on import (REFERENCE §1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SignatureSource {
+    /// `ostree-unverified-image:` / `ostree-unverified-registry:` (and plain references).
+    Unverified,
+    /// `ostree-remote-image:REMOTE:` / `ostree-remote-registry:REMOTE:`: the commit's signature,
+    /// checked with the keys of that ostree remote.
+    OstreeRemote(String),
+    /// `ostree-image-signed:`: containers-policy.json decides.
+    ContainerPolicy,
+}
+
+/// An image reference with its verification: `ostree-unverified-image:oci:/srv/os` etc.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OstreeImageReference {
+    pub sigverify: SignatureSource,
+    pub imgref: ImageReference,
+}
+
+impl OstreeImageReference {
+    /// Parse an ostree image reference; a plain `TRANSPORT:NAME` counts as unverified.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let (sigverify, rest) = if let Some(r) = s.strip_prefix("ostree-unverified-image:") {
+            (SignatureSource::Unverified, r.to_string())
+        } else if let Some(r) = s.strip_prefix("ostree-unverified-registry:") {
+            (SignatureSource::Unverified, format!("docker://{r}"))
+        } else if let Some(r) = s.strip_prefix("ostree-image-signed:") {
+            (SignatureSource::ContainerPolicy, r.to_string())
+        } else if let Some(r) = s.strip_prefix("ostree-remote-image:") {
+            let (remote, r) = r
+                .split_once(':')
+                .ok_or_else(|| err(s, "expected ostree-remote-image:REMOTE:TRANSPORT:NAME"))?;
+            (
+                SignatureSource::OstreeRemote(remote.to_string()),
+                r.to_string(),
+            )
+        } else if let Some(r) = s.strip_prefix("ostree-remote-registry:") {
+            let (remote, r) = r
+                .split_once(':')
+                .ok_or_else(|| err(s, "expected ostree-remote-registry:REMOTE:NAME"))?;
+            (
+                SignatureSource::OstreeRemote(remote.to_string()),
+                format!("docker://{r}"),
+            )
+        } else {
+            (SignatureSource::Unverified, s.to_string())
+        };
+        if let SignatureSource::OstreeRemote(r) = &sigverify {
+            if r.is_empty() {
+                return Err(err(s, "the remote name is empty"));
+            }
+        }
+        let imgref = ImageReference::parse(&rest).map_err(|e| ParseError {
+            input: s.to_string(),
+            rule: e.rule,
+        })?;
+        Ok(OstreeImageReference { sigverify, imgref })
+    }
+}
+
+impl fmt::Display for OstreeImageReference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.sigverify {
+            SignatureSource::Unverified => write!(f, "ostree-unverified-image:{}", self.imgref),
+            SignatureSource::OstreeRemote(r) => {
+                write!(f, "ostree-remote-image:{r}:{}", self.imgref)
+            }
+            SignatureSource::ContainerPolicy => write!(f, "ostree-image-signed:{}", self.imgref),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +314,24 @@ mod tests {
             let e = ImageReference::parse(input).unwrap_err();
             assert!(e.to_string().contains(rule), "{input}: {e}");
         }
+    }
+
+    #[test]
+    fn parses_ostree_image_references() {
+        let r = OstreeImageReference::parse("ostree-unverified-registry:quay.io/a/b:1").unwrap();
+        assert_eq!(r.sigverify, SignatureSource::Unverified);
+        assert_eq!(r.imgref.to_string(), "docker://quay.io/a/b:1");
+        let r = OstreeImageReference::parse("ostree-remote-image:fedora:oci:/x").unwrap();
+        assert_eq!(r.sigverify, SignatureSource::OstreeRemote("fedora".into()));
+        assert_eq!(r.to_string(), "ostree-remote-image:fedora:oci:/x");
+        let r = OstreeImageReference::parse("ostree-image-signed:docker://q/x").unwrap();
+        assert_eq!(r.sigverify, SignatureSource::ContainerPolicy);
+        assert_eq!(
+            OstreeImageReference::parse("oci:/x").unwrap().sigverify,
+            SignatureSource::Unverified
+        );
+        assert!(OstreeImageReference::parse("ostree-remote-image::oci:/x").is_err());
+        assert!(OstreeImageReference::parse("ostree-unverified-image:nope:/x").is_err());
     }
 
     #[test]

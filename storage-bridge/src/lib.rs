@@ -38,3 +38,4 @@ pub mod tar;
 pub mod transport;
 
 pub use pipeline::export::{export, ExportOptions, ExportReport};
+pub use pipeline::unencapsulate::{unencapsulate, UnencapsulateOptions, UnencapsulateReport};

@@ -105,6 +105,21 @@ pub fn skopeo_copy(
         .filter(|s| !s.is_empty()))
 }
 
+/// `skopeo copy SRC oci:DIR`: stage any image as an OCI layout.
+pub fn skopeo_copy_to_oci(src: &str, dir: &Path, opts: &SkopeoOptions) -> Result<()> {
+    let mut args: Vec<String> = vec!["copy".into(), "--quiet".into()];
+    if let Some(a) = &opts.authfile {
+        args.push(format!("--src-authfile={}", a.display()));
+    }
+    if let Some(v) = opts.tls_verify {
+        args.push(format!("--src-tls-verify={v}"));
+    }
+    args.push(src.to_string());
+    args.push(format!("oci:{}", dir.display()));
+    run_skopeo(&args, &format!("reading {src}"))?;
+    Ok(())
+}
+
 /// Read an image's manifest (not an index) wherever it lives.
 pub fn read_manifest(r: &ImageReference, opts: &SkopeoOptions) -> Result<serde_json::Value> {
     let data = if r.transport == Transport::OciDir {

@@ -139,6 +139,17 @@ fn labels_annotations_history_and_layout() {
             .map(|l| l.ends_with(".file")),
         Some(true)
     );
+    // No layer names a path twice (containers-storage refuses such layers).
+    for (i, es) in entries.iter().enumerate() {
+        let mut seen = BTreeSet::new();
+        for e in es {
+            assert!(
+                seen.insert(e.path.as_str()),
+                "layer {i} has {} twice",
+                e.path
+            );
+        }
+    }
     // Each content object travels with its xattrs link.
     let objs = all.iter().filter(|e| e.path.ends_with(".file")).count();
     let links = all
@@ -627,4 +638,117 @@ fn contentmeta_maps_objects_to_named_layers() {
     assert_eq!(comps[pl["usr/bin/one"]], "first layer");
     assert_eq!(comps[pl["usr/bin/two"]], "second layer");
     assert_eq!(pl["usr/bin/two"], pl["usr/bin/three"]);
+}
+
+#[test]
+fn cmd_config_and_copymeta_reach_the_config() {
+    let env = TestEnv::new();
+    let (repo, _) = env
+        .repo_with("repo", "sample", &format!("{SAMPLE}\nmeta vendor=acme\n"))
+        .unwrap();
+    let base = env.path().join("config.json");
+    std::fs::write(
+        &base,
+        r#"{"Env": ["PATH=/usr/bin"], "WorkingDir": "/usr", "Labels": {"base": "1"}}"#,
+    )
+    .unwrap();
+    let out = env.path().join("oci");
+    export(
+        &env,
+        &repo,
+        "sample",
+        &format!("oci:{}", out.display()),
+        &[
+            "--config",
+            base.to_str().unwrap(),
+            "--cmd",
+            "/usr/bin/sh",
+            "--cmd",
+            "-c",
+            "--cmd",
+            "hello",
+            "--copymeta",
+            "vendor",
+            "--copymeta-opt",
+            "absent",
+        ],
+    );
+    let l = Layout::open(&out);
+    let cfg = l.config(&l.manifest(None).unwrap()).unwrap();
+    let c = &cfg["config"];
+    assert_eq!(c["Cmd"], serde_json::json!(["/usr/bin/sh", "-c", "hello"]));
+    assert_eq!(c["Env"], serde_json::json!(["PATH=/usr/bin"]));
+    assert_eq!(c["WorkingDir"], "/usr");
+    assert_eq!(c["Labels"]["base"], "1");
+    assert_eq!(c["Labels"]["vendor"], "acme");
+    assert!(c["Labels"].get("absent").is_none());
+    assert_eq!(cfg["os"], "linux");
+    assert!(cfg["architecture"].as_str().is_some_and(|a| !a.is_empty()));
+}
+
+#[test]
+fn make_install_places_the_plugin_where_ostree_looks() {
+    let env = TestEnv::new();
+    let dest = env.path().join("destdir");
+    // Install the already-built binary layout the Makefile produces, without rebuilding.
+    let top = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = run_stdout(
+        std::process::Command::new("make")
+            .arg("-n")
+            .arg("-C")
+            .arg(&top)
+            .arg("install")
+            .arg(format!("DESTDIR={}", dest.display())),
+    )
+    .unwrap();
+    assert!(out.contains("/usr/libexec/libostree/ext"), "{out}");
+    assert!(
+        out.contains("ln -sf ../../../bin/ostree-container"),
+        "{out}"
+    );
+    // The relative link resolves from the plugin directory to the installed binary.
+    let ext = dest.join("usr/libexec/libostree/ext");
+    std::fs::create_dir_all(&ext).unwrap();
+    std::fs::create_dir_all(dest.join("usr/bin")).unwrap();
+    std::fs::write(dest.join("usr/bin/ostree-container"), "x").unwrap();
+    std::os::unix::fs::symlink(
+        "../../../bin/ostree-container",
+        ext.join("ostree-container"),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ext.join("ostree-container")).unwrap(),
+        "x"
+    );
+}
+
+/// ostree-ext 0.15.3 writes `var/tmp` twice when the commit has it, and containers-storage then
+/// refuses the layer ("duplicates of file paths not supported"); we write it once.
+#[test]
+fn a_commit_with_var_tmp_has_it_once() {
+    let env = TestEnv::new();
+    let (repo, _) = env
+        .repo_with(
+            "repo",
+            "x",
+            "dir var/tmp mode=01777\nfile usr/share/a content=\"a\\n\"\n",
+        )
+        .unwrap();
+    let out = env.path().join("oci");
+    export(&env, &repo, "x", &format!("oci:{}", out.display()), &[]);
+    let (_, _, entries) = layers(&Layout::open(&out), None);
+    let n = entries[0]
+        .iter()
+        .filter(|e| e.path.trim_end_matches('/') == "var/tmp")
+        .count();
+    assert_eq!(n, 1);
+    assert_eq!(
+        entries[0]
+            .iter()
+            .find(|e| e.path.trim_end_matches('/') == "var/tmp")
+            .unwrap()
+            .mode,
+        0o1777
+    );
+    export(&env, &repo, "x", &env.cstor_ref("localhost/vartmp:1"), &[]);
 }

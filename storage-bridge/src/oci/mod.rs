@@ -1,6 +1,7 @@
 //! OCI pieces: layer blobs ([`layer`]), image layout directories ([`ocidir`]), and the
 //! config/manifest documents ([`config`]).
 
+pub mod blob_read;
 pub mod config;
 pub mod layer;
 pub mod ocidir;

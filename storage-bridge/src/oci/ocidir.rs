@@ -195,6 +195,14 @@ impl OciDir {
         Ok(data)
     }
 
+    /// Open a blob for streaming (verify it with `blob_read::VerifiedLayer`).
+    pub fn open_blob(&self, digest: &str) -> Result<File> {
+        let name = Self::blob_name(digest)?;
+        self.dir
+            .open(&name)
+            .with_context(|| format!("opening blob {digest}"))
+    }
+
     /// The manifest descriptor for `tag`, or the only one when `tag` is None.
     pub fn find_manifest(&self, tag: Option<&str>) -> Result<BlobRef> {
         let index = self

@@ -1,5 +1,7 @@
 //! Tar streams of ostree content ("tar format v1", see `shared/REFERENCE.md` §2).
 //!
 //! - [`commit_to_tar`]: ostree commit ─▶ tar, one stream per image layer (sync, any `Write`).
+//! - [`tar_to_commit`]: ostree layers ─▶ verified objects in a repo (sync, any `Read`).
 
 pub mod commit_to_tar;
+pub mod tar_to_commit;

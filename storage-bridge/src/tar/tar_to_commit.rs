@@ -1,0 +1,466 @@
+//! tar ─▶ ostree objects, for the ostree layers of an image ("tar format v1": the commit layer
+//! and chunk layers, ours and ostree-ext's).
+//!
+//! The tar is parsed here, in Rust; only objects go to libostree, each written with its
+//! expected checksum so libostree verifies it before it exists in the repo. Checkout paths
+//! (the hardlinks that make the layer a root filesystem) are not needed and are skipped.
+//!
+//! Rules, each an error naming the layer and the entry:
+//! - object paths are `sysroot/ostree/repo/objects/XX/<62 hex>.<kind>`, names UTF-8;
+//! - the commit comes first, alone, and only in the commit layer; its detached metadata right
+//!   after it; dirtree and dirmeta only in the commit layer;
+//! - metadata objects are regular files of at most 10 MiB, xattrs of at most 1 MiB;
+//! - every content object follows its `.file-xattrs-link` (or carries PAX xattrs);
+//! - content must match its name (libostree checks on write).
+
+use crate::commit::Repo;
+use anyhow::{anyhow, bail, Context, Result};
+use ostree::gio;
+use ostree::glib;
+use ostree::prelude::*;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Read;
+
+/// Largest metadata object (dirtree, dirmeta, commit, commitmeta): ostree's own limit.
+pub const MAX_METADATA: u64 = 10 << 20;
+/// Largest serialized xattrs of one object.
+pub const MAX_XATTRS: u64 = 1 << 20;
+const OBJECTS: &str = "sysroot/ostree/repo/objects/";
+
+/// Which ostree layer this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerRole {
+    /// Layer 0: commit, metadata, structure (and possibly content).
+    Commit,
+    /// A chunk: content objects only.
+    Chunk,
+}
+
+/// What one layer brought.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LayerStats {
+    pub commit: Option<String>,
+    pub metadata_objects: u64,
+    pub content_objects: u64,
+    pub content_present: u64,
+    pub content_bytes: u64,
+}
+
+/// Parse `XX/REST.KIND` (after the objects prefix) into (checksum, kind).
+fn parse_object_path(rel: &str) -> Option<(String, &str)> {
+    let (dir, file) = rel.split_once('/')?;
+    let (rest, kind) = file.split_once('.')?;
+    let hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if dir.len() != 2 || rest.len() != 62 || !hex(dir) || !hex(rest) || file.contains('/') {
+        return None;
+    }
+    Some((format!("{dir}{rest}"), kind))
+}
+
+fn read_limited(r: &mut impl Read, size: u64, limit: u64, what: &str) -> Result<Vec<u8>> {
+    if size > limit {
+        bail!("{what} is {size} bytes, over the {limit} byte limit");
+    }
+    let mut buf = Vec::with_capacity(size as usize);
+    r.take(limit + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 != size {
+        bail!("{what}: read {} bytes, header says {size}", buf.len());
+    }
+    Ok(buf)
+}
+
+fn xattrs_variant(data: &[u8]) -> glib::Variant {
+    let v = glib::Variant::from_bytes_with_type(
+        &glib::Bytes::from(data),
+        glib::VariantTy::new("a(ayay)").expect("type"),
+    );
+    v.normal_form()
+}
+
+fn pax_xattrs(entry: &mut tar::Entry<'_, impl Read>) -> Result<Option<glib::Variant>> {
+    let Some(exts) = entry.pax_extensions()? else {
+        return Ok(None);
+    };
+    let mut items: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for e in exts {
+        let e = e?;
+        if let Some(name) = e.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+            let mut n = name.to_vec();
+            n.push(0);
+            items.push((n, e.value_bytes().to_vec()));
+        }
+    }
+    if items.is_empty() {
+        return Ok(None);
+    }
+    items.sort();
+    let vs: Vec<glib::Variant> = items
+        .iter()
+        .map(|(k, v)| glib::Variant::tuple_from_iter([k.to_variant(), v.to_variant()]))
+        .collect();
+    Ok(Some(glib::Variant::array_from_iter_with_type(
+        glib::VariantTy::new("(ayay)").expect("type"),
+        vs,
+    )))
+}
+
+/// Imports the ostree layers of one image, in order, into an open transaction.
+pub struct ObjectImporter<'r> {
+    repo: &'r Repo,
+    xattrs: HashMap<String, glib::Variant>,
+    commit: Option<String>,
+}
+
+impl<'r> ObjectImporter<'r> {
+    pub fn new(repo: &'r Repo) -> Self {
+        ObjectImporter {
+            repo,
+            xattrs: HashMap::new(),
+            commit: None,
+        }
+    }
+
+    /// The commit found in the commit layer.
+    pub fn commit(&self) -> Option<&str> {
+        self.commit.as_deref()
+    }
+
+    /// Import one layer's tar stream. `layer` names it in errors.
+    pub fn import_layer(
+        &mut self,
+        tar: impl Read,
+        role: LayerRole,
+        layer: &str,
+    ) -> Result<LayerStats> {
+        let mut stats = LayerStats::default();
+        let mut ar = tar::Archive::new(tar);
+        let mut next_xattrs: Option<(String, String)> = None;
+        let mut last_was_commit = false;
+        for (i, entry) in ar
+            .entries()
+            .with_context(|| format!("{layer}: reading tar"))?
+            .enumerate()
+        {
+            let mut entry = entry.with_context(|| format!("{layer}: tar entry {i}"))?;
+            let raw = entry.path_bytes().into_owned();
+            let path = std::str::from_utf8(&raw).map_err(|_| {
+                anyhow!(
+                    "{layer}: entry {i} {:?}: path is not UTF-8",
+                    String::from_utf8_lossy(&raw)
+                )
+            })?;
+            let path = path.trim_start_matches("./");
+            let Some(rel) = path.strip_prefix(OBJECTS) else {
+                continue;
+            };
+            let kind_t = entry.header().entry_type();
+            if kind_t.is_dir() {
+                continue;
+            }
+            let ctx = |rule: &str| format!("{layer}: entry {path:?}: {rule}");
+            let (csum, kind) = parse_object_path(rel).ok_or_else(|| {
+                anyhow!(ctx(
+                    "not an ostree object name (objects/XX/<62 hex>.<kind>)"
+                ))
+            })?;
+            let size = entry
+                .header()
+                .size()
+                .with_context(|| ctx("bad size field"))?;
+            let was_commit = std::mem::replace(&mut last_was_commit, false);
+            match kind {
+                "commit" | "commitmeta" | "dirtree" | "dirmeta" => {
+                    if role != LayerRole::Commit {
+                        bail!(ctx("metadata objects belong in the commit layer only"));
+                    }
+                    if !kind_t.is_file() {
+                        bail!(ctx("metadata objects must be regular files"));
+                    }
+                    let data =
+                        read_limited(&mut entry, size, MAX_METADATA, &ctx("metadata object"))?;
+                    match kind {
+                        "commit" => {
+                            if self.commit.is_some() {
+                                bail!(ctx("a second commit object"));
+                            }
+                            if stats.metadata_objects > 0 || stats.content_objects > 0 {
+                                bail!(ctx("the commit must be the first object"));
+                            }
+                            let actual = hex::encode(Sha256::digest(&data));
+                            if actual != csum {
+                                bail!(ctx(&format!(
+                                    "content does not match its name (it hashes to {actual})"
+                                )));
+                            }
+                            let v = glib::Variant::from_bytes_with_type(
+                                &glib::Bytes::from(&data[..]),
+                                glib::VariantTy::new("(a{sv}aya(say)sstayay)").expect("type"),
+                            );
+                            if !v.is_normal_form() {
+                                bail!(ctx("commit object is not in normal form"));
+                            }
+                            self.repo
+                                .mark_commit_partial(&csum, true)
+                                .with_context(|| ctx("marking partial"))?;
+                            self.write_metadata(ostree::ObjectType::Commit, &csum, &v)
+                                .with_context(|| ctx("writing commit"))?;
+                            self.commit = Some(csum);
+                            last_was_commit = true;
+                        }
+                        "commitmeta" => {
+                            if !was_commit || self.commit.as_deref() != Some(csum.as_str()) {
+                                bail!(ctx("detached metadata must directly follow its commit"));
+                            }
+                            let v = glib::Variant::from_bytes_with_type(
+                                &glib::Bytes::from(&data[..]),
+                                glib::VariantTy::new("a{sv}").expect("type"),
+                            );
+                            self.repo
+                                .write_commit_detached_metadata(
+                                    &csum,
+                                    Some(&v.normal_form()),
+                                    gio::Cancellable::NONE,
+                                )
+                                .with_context(|| ctx("writing detached metadata"))?;
+                        }
+                        k => {
+                            if self.commit.is_none() {
+                                bail!(ctx("metadata object before the commit"));
+                            }
+                            let (t, ty) = if k == "dirtree" {
+                                (ostree::ObjectType::DirTree, "(a(say)a(sayay))")
+                            } else {
+                                (ostree::ObjectType::DirMeta, "(uuua(ayay))")
+                            };
+                            let v = glib::Variant::from_bytes_with_type(
+                                &glib::Bytes::from(&data[..]),
+                                glib::VariantTy::new(ty).expect("type"),
+                            );
+                            if !v.is_normal_form() {
+                                bail!(ctx("metadata object is not in normal form"));
+                            }
+                            self.write_metadata(t, &csum, &v)
+                                .with_context(|| ctx("writing metadata object"))?;
+                        }
+                    }
+                    stats.metadata_objects += 1;
+                }
+                "file-xattrs" => {
+                    if !kind_t.is_file() {
+                        bail!(ctx("xattrs objects must be regular files"));
+                    }
+                    let data = read_limited(&mut entry, size, MAX_XATTRS, &ctx("xattrs"))?;
+                    let actual = hex::encode(Sha256::digest(&data));
+                    if actual != csum {
+                        bail!(ctx(&format!(
+                            "xattrs do not match their name (they hash to {actual})"
+                        )));
+                    }
+                    self.xattrs.insert(csum, xattrs_variant(&data));
+                }
+                "file-xattrs-link" => {
+                    if let Some((prev, _)) = &next_xattrs {
+                        bail!(ctx(&format!("xattrs for {prev} were never used")));
+                    }
+                    let xcsum = if kind_t == tar::EntryType::Link {
+                        let target = entry
+                            .link_name_bytes()
+                            .ok_or_else(|| anyhow!(ctx("hardlink without target")))?;
+                        let target = std::str::from_utf8(&target)
+                            .map_err(|_| anyhow!(ctx("link target is not UTF-8")))?;
+                        let rel = target
+                            .trim_start_matches("./")
+                            .strip_prefix(OBJECTS)
+                            .ok_or_else(|| {
+                                anyhow!(ctx("xattrs link points outside the object store"))
+                            })?;
+                        match parse_object_path(rel) {
+                            Some((x, "file-xattrs")) => x,
+                            _ => bail!(ctx("xattrs link does not point to a .file-xattrs object")),
+                        }
+                    } else if kind_t.is_file() {
+                        let data = read_limited(&mut entry, size, MAX_XATTRS, &ctx("xattrs"))?;
+                        let x = hex::encode(Sha256::digest(&data));
+                        self.xattrs.insert(x.clone(), xattrs_variant(&data));
+                        x
+                    } else {
+                        bail!(ctx("xattrs link must be a hardlink or a regular file"));
+                    };
+                    if !self.xattrs.contains_key(&xcsum) {
+                        bail!(ctx(&format!(
+                            "xattrs object {xcsum} was not seen before its link"
+                        )));
+                    }
+                    next_xattrs = Some((csum, xcsum));
+                }
+                "file" => {
+                    let xattrs = match next_xattrs.take() {
+                        Some((c, x)) if c == csum => self.xattrs[&x].clone(),
+                        Some((c, _)) => {
+                            bail!(ctx(&format!("follows the xattrs of another object ({c})")))
+                        }
+                        None => match pax_xattrs(&mut entry).with_context(|| ctx("PAX headers"))? {
+                            Some(v) => v,
+                            None => bail!(ctx("content object without xattrs record")),
+                        },
+                    };
+                    stats.content_objects += 1;
+                    if self.repo.has_object(
+                        ostree::ObjectType::File,
+                        &csum,
+                        gio::Cancellable::NONE,
+                    )? {
+                        stats.content_present += 1;
+                        continue;
+                    }
+                    let h = entry.header();
+                    let uid: u32 = h
+                        .uid()?
+                        .try_into()
+                        .map_err(|_| anyhow!(ctx("uid beyond 32 bits")))?;
+                    let gid: u32 = h
+                        .gid()?
+                        .try_into()
+                        .map_err(|_| anyhow!(ctx("gid beyond 32 bits")))?;
+                    let mode = h.mode()? & 0o7777;
+                    if kind_t.is_file() {
+                        let w = self
+                            .repo
+                            .write_regfile(
+                                Some(&csum),
+                                uid,
+                                gid,
+                                libc::S_IFREG | mode,
+                                size,
+                                Some(&xattrs),
+                            )
+                            .with_context(|| ctx("starting content object"))?;
+                        let out = w.clone().upcast::<gio::OutputStream>();
+                        let mut buf = vec![0u8; 1 << 17];
+                        let mut n_total = 0u64;
+                        loop {
+                            let n = entry
+                                .read(&mut buf)
+                                .with_context(|| ctx("reading content"))?;
+                            if n == 0 {
+                                break;
+                            }
+                            out.write_all(&buf[..n], gio::Cancellable::NONE)
+                                .with_context(|| ctx("writing content"))?;
+                            n_total += n as u64;
+                        }
+                        if n_total != size {
+                            bail!(ctx(&format!(
+                                "content is {n_total} bytes, header says {size}"
+                            )));
+                        }
+                        let got = w
+                            .finish(gio::Cancellable::NONE)
+                            .with_context(|| ctx("content does not match its name"))?;
+                        if got.as_str() != csum {
+                            bail!(ctx(&format!(
+                                "content does not match its name (it is {got})"
+                            )));
+                        }
+                        stats.content_bytes += size;
+                    } else if kind_t == tar::EntryType::Symlink {
+                        let target = entry
+                            .link_name_bytes()
+                            .ok_or_else(|| anyhow!(ctx("symlink without target")))?;
+                        let target = std::str::from_utf8(&target)
+                            .map_err(|_| anyhow!(ctx("symlink target is not UTF-8")))?
+                            .to_string();
+                        let got = self
+                            .repo
+                            .write_symlink(
+                                Some(&csum),
+                                uid,
+                                gid,
+                                Some(&xattrs),
+                                &target,
+                                gio::Cancellable::NONE,
+                            )
+                            .with_context(|| ctx("symlink does not match its name"))?;
+                        if got.as_str() != csum {
+                            bail!(ctx(&format!(
+                                "symlink does not match its name (it is {got})"
+                            )));
+                        }
+                    } else {
+                        bail!(ctx("content objects must be regular files or symlinks"));
+                    }
+                }
+                other => bail!(ctx(&format!("unknown object kind {other:?}"))),
+            }
+        }
+        if let Some((c, _)) = next_xattrs {
+            bail!("{layer}: xattrs for {c} at the end of the layer, with no object after them");
+        }
+        if role == LayerRole::Commit && self.commit.is_none() {
+            bail!("{layer}: the commit layer has no commit object");
+        }
+        stats.commit = self.commit.clone();
+        Ok(stats)
+    }
+
+    fn write_metadata(&self, t: ostree::ObjectType, csum: &str, v: &glib::Variant) -> Result<()> {
+        let got = self
+            .repo
+            .write_metadata(t, Some(csum), v, gio::Cancellable::NONE)?;
+        if got.to_hex() != csum {
+            bail!("object is {} , not {csum}", got.to_hex());
+        }
+        Ok(())
+    }
+
+    /// After every layer: the commit and everything it references are present; clear the
+    /// partial mark. Returns the commit checksum.
+    pub fn finish(self) -> Result<String> {
+        let csum = self
+            .commit
+            .ok_or_else(|| anyhow!("no commit object in the image's ostree layers"))?;
+        let tree = crate::commit::CommitTree::load(self.repo, &csum)
+            .context("checking the imported commit is complete")?;
+        for d in &tree.dirs {
+            for (name, c) in &d.files {
+                if !self
+                    .repo
+                    .has_object(ostree::ObjectType::File, c, gio::Cancellable::NONE)?
+                {
+                    bail!(
+                        "the image lacks content object {c} (/{})",
+                        crate::commit::join(&d.path, name)
+                    );
+                }
+            }
+        }
+        self.repo.mark_commit_partial(&csum, false)?;
+        Ok(csum)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_paths_parse_strictly() {
+        let c = "ab".to_string() + &"c".repeat(62);
+        assert_eq!(
+            parse_object_path(&format!("ab/{}.file", &c[2..])),
+            Some((c.clone(), "file"))
+        );
+        assert_eq!(
+            parse_object_path(&format!("ab/{}.file-xattrs-link", &c[2..])).map(|x| x.1),
+            Some("file-xattrs-link")
+        );
+        assert!(parse_object_path("ab/short.file").is_none());
+        assert!(parse_object_path(&format!("AB/{}.file", &c[2..])).is_none());
+        assert!(parse_object_path(&format!("ab/../{}.file", &c[2..])).is_none());
+        assert!(parse_object_path(&format!("ab/{}", &c[2..])).is_none());
+    }
+}
