@@ -44,6 +44,51 @@ pub enum Command {
     ///   ostree-container unencapsulate --repo=/srv/repo --write-ref=os/stable \
     ///       ostree-unverified-image:oci:/srv/os:1
     Unencapsulate(Box<UnencapsulateArgs>),
+
+    /// Work with images stored in an ostree repository.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import any image (an ostree image, one built FROM it, or a plain OCI image) as one
+    /// merged commit under ostree/container/image/<escaped IMGREF>.
+    ///
+    /// Derived layers are parsed in Rust and merged in memory (whiteouts, hardlinks, opaque
+    /// directories); /etc becomes /usr/etc, and what ostree cannot hold (/opt, /srv, /home,
+    /// children of /run and /tmp, device nodes, …) is dropped and listed. Example:
+    ///
+    ///   ostree-container image pull /ostree/repo \
+    ///       ostree-unverified-image:containers-storage:localhost/myos
+    Pull(Box<PullArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Path to the ostree repository.
+    #[arg(value_name = "REPO")]
+    pub repo: PathBuf,
+
+    /// The image (ostree-unverified-image:TRANSPORT:NAME, or a plain TRANSPORT:NAME).
+    #[arg(value_name = "IMGREF")]
+    pub imgref: String,
+
+    /// Registry credentials file.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+
+    /// Verify TLS of the source registry.
+    #[arg(long = "src-tls-verify", alias = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+
+    /// Print a JSON report (plan, commits, dropped paths) instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Only the final `Wrote:` line.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

@@ -134,3 +134,36 @@ pub fn export_summary(r: &ExportReport) {
         eprintln!("  warning: {w}");
     }
 }
+
+pub fn pull_summary(r: &storage_bridge::PullReport) {
+    let fetched: Vec<_> = r.layers.iter().filter(|l| l.action == "fetched").collect();
+    println!(
+        "layers: {} ({} present, {} to fetch, {})",
+        r.layers.len(),
+        r.layers.len() - fetched.len(),
+        fetched.len(),
+        mib(r.bytes_to_fetch)
+    );
+    for l in &r.layers {
+        println!(
+            "  {:>3} {:<7} {:<7} {:>10}  {}",
+            l.index,
+            l.kind,
+            l.action,
+            mib(l.size),
+            l.digest
+        );
+    }
+    for (what, map) in [
+        ("dropped", &r.policy.dropped),
+        ("remapped", &r.policy.remapped),
+    ] {
+        for (k, v) in map {
+            println!(
+                "{what} {k}: {} entries, e.g. {}",
+                v.count,
+                v.examples.join(", ")
+            );
+        }
+    }
+}

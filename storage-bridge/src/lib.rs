@@ -38,4 +38,5 @@ pub mod tar;
 pub mod transport;
 
 pub use pipeline::export::{export, ExportOptions, ExportReport};
+pub use pipeline::pull::{pull, PullOptions, PullReport};
 pub use pipeline::unencapsulate::{unencapsulate, UnencapsulateOptions, UnencapsulateReport};

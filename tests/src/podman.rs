@@ -49,10 +49,12 @@ fn hard_nofile() -> u64 {
 
 impl PodmanEnv {
     pub fn new(base: &Path) -> Result<Self> {
-        let dir = base.join("containers");
+        // Short names: podman's cleanup child refuses a run root over 50 characters, and
+        // every `podman run` then waits out a 20 s timeout.
+        let dir = base.join("c");
         let e = PodmanEnv {
             graphroot: dir.join("root"),
-            runroot: dir.join("runroot"),
+            runroot: dir.join("rr"),
             containers_conf: dir.join("containers.conf"),
             storage_conf: dir.join("storage.conf"),
             registries_conf: dir.join("registries.conf"),
@@ -62,6 +64,12 @@ impl PodmanEnv {
             ns: dir.join("ns.sh"),
             dir,
         };
+        if e.runroot.as_os_str().len() > 50 {
+            anyhow::bail!(
+                "the run root {} is over 50 characters: podman would stall; use a shorter temp dir",
+                e.runroot.display()
+            );
+        }
         std::fs::create_dir_all(&e.tmp)?;
         std::fs::create_dir_all(&e.home)?;
         let nofile = hard_nofile();

@@ -117,7 +117,7 @@ fn bad_references_and_options() {
     ));
     assert!(e.contains("does not exist"), "{e}");
     assert!(!dest.exists());
-    assert_eq!(listing(env.path()), vec!["containers", "repo"]);
+    assert_eq!(listing(env.path()), vec!["c", "repo"]);
 }
 
 #[test]

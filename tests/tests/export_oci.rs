@@ -520,6 +520,7 @@ fn rpm_packages_each_travel_in_one_layer() {
         .collect();
     assert_eq!(rpms.len(), 2);
     run(std::process::Command::new(&rpm)
+        .env("HOME", env.path())
         .arg("--root")
         .arg(&root)
         .args([

@@ -309,6 +309,8 @@ fn read_rpm(
     let out = std::process::Command::new(rpm)
         .arg("--dbpath")
         .arg(tmp.path())
+        // rpm may create ~/.rpmdb: keep it in the temp dir.
+        .env("HOME", tmp.path())
         .args(["-qa", "--qf", "[%{=NAME}\t%{FILENAMES}\n]"])
         .stdin(std::process::Stdio::null())
         .output()

@@ -2,6 +2,9 @@
 //!
 //! - [`export`]: ostree commit ─▶ OCI image, to any transport.
 //! - [`unencapsulate`]: OCI image of an ostree commit ─▶ that commit.
+//! - [`pull`]: any OCI image (ostree base + derived layers, or plain) ─▶ one merged commit.
 
 pub mod export;
+pub mod pull;
+pub mod source;
 pub mod unencapsulate;

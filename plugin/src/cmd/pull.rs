@@ -1,0 +1,30 @@
+//! `ostree-container image pull`: any image ─▶ one merged commit.
+
+use crate::cli::PullArgs;
+use crate::render;
+use anyhow::{Context, Result};
+use storage_bridge::imgref::OstreeImageReference;
+use storage_bridge::transport::SkopeoOptions;
+use storage_bridge::PullOptions;
+
+pub fn run(a: PullArgs) -> Result<()> {
+    let imgref = OstreeImageReference::parse(&a.imgref)?;
+    let mut o = PullOptions::default();
+    let mut s = SkopeoOptions::default();
+    s.authfile = a.authfile.clone();
+    s.tls_verify = a.tls_verify;
+    o.skopeo = s;
+    let progress = render::LayerBars::new(!a.quiet && !a.json);
+    let r = storage_bridge::pull(&a.repo, &imgref, &o, &progress)
+        .with_context(|| format!("into {}", a.repo.display()))?;
+    progress.finish();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    if !a.quiet {
+        render::pull_summary(&r);
+    }
+    println!("Wrote: {} => {}", r.imgref, r.merged_commit);
+    Ok(())
+}

@@ -1,0 +1,276 @@
+//! Any OCI image ─▶ one deployable ostree commit under `ostree/container/image/<escaped ref>`.
+//!
+//! ```text
+//! Source::open ─▶ layout (ostree layers up to ostree.final-diffid, then derived layers)
+//!   ─▶ one transaction:
+//!        base commit present and complete? skip its layers : ObjectImporter (verified)
+//!        TreeMerge::new(base) ─▶ apply_layer(derived 1) … apply_layer(derived N)
+//!        write_mtree ─▶ merge commit (parent = base; manifest and config in its metadata)
+//!   ─▶ image ref ─▶ commit the transaction
+//! ```
+//! A pure ostree image's ref points at the base commit itself (same checksum as the source);
+//! its manifest and config go to the commit's detached metadata.
+
+use super::source::Source;
+use super::unencapsulate::MAX_LAYER_UNCOMPRESSED;
+use crate::imgref::{OstreeImageReference, SignatureSource};
+use crate::progress::Progress;
+use crate::tar::layer_to_tree::{PolicyReport, TreeMerge};
+use crate::tar::tar_to_commit::{LayerRole, ObjectImporter};
+use crate::transport::SkopeoOptions;
+use anyhow::{anyhow, bail, Context, Result};
+use ostree::gio;
+use ostree::glib;
+use ostree::prelude::*;
+use std::path::Path;
+
+/// Prefix of the refs naming imported images.
+pub const IMAGE_REF_PREFIX: &str = "ostree/container/image/";
+/// Commit metadata keys of a merge commit.
+pub const META_MANIFEST_DIGEST: &str = "ostree.manifest-digest";
+pub const META_MANIFEST: &str = "ostree.manifest";
+pub const META_CONFIG: &str = "ostree.container.image-config";
+pub const META_IMPORTER: &str = "ostree.importer.version";
+
+/// Escape an image reference into a ref name (REFERENCE §5).
+pub fn escape_ref(s: &str) -> String {
+    let mut out = String::new();
+    let chars: Vec<char> = s.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let prev_alnum = i > 0 && chars[i - 1].is_ascii_alphanumeric();
+        let slash_ok = c == '/' && prev_alnum && i + 1 < chars.len();
+        if c.is_ascii_alphanumeric() || c == '-' || slash_ok {
+            out.push(c);
+        } else if c == '_' {
+            out.push_str("__");
+        } else {
+            out.push_str(&format!("_{:02X}_", c as u32));
+        }
+    }
+    out
+}
+
+/// Options for [`pull`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PullOptions {
+    pub skopeo: SkopeoOptions,
+}
+
+/// One layer of the plan.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedLayer {
+    pub index: usize,
+    pub digest: String,
+    pub size: u64,
+    /// "ostree" or "derived".
+    pub kind: &'static str,
+    /// "present" (already in the repo) or "fetched".
+    pub action: &'static str,
+}
+
+/// What [`pull`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PullReport {
+    pub imgref: String,
+    pub manifest_digest: String,
+    pub base_commit: Option<String>,
+    pub merged_commit: String,
+    pub image_ref: String,
+    pub layers: Vec<PlannedLayer>,
+    pub bytes_to_fetch: u64,
+    pub policy: PolicyReport,
+}
+
+fn commit_complete(repo: &ostree::Repo, c: &str) -> bool {
+    matches!(repo.load_commit(c), Ok((_, state)) if !state.contains(ostree::RepoCommitState::PARTIAL))
+}
+
+/// `YYYY-MM-DDTHH:MM:SS…` ─▶ Unix seconds (UTC; fractions and zones after the seconds ignored).
+pub fn parse_timestamp(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    // Days from civil (Howard Hinnant).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+/// Pull `imgref` into the repository at `repo_path`.
+pub fn pull(
+    repo_path: &Path,
+    imgref: &OstreeImageReference,
+    opts: &PullOptions,
+    progress: &dyn Progress,
+) -> Result<PullReport> {
+    if imgref.sigverify != SignatureSource::Unverified {
+        bail!(
+            "{imgref}: verification {:?} is not supported yet; use ostree-unverified-image:",
+            imgref.sigverify
+        );
+    }
+    let repo = crate::commit::open_repo(repo_path)?;
+    progress.phase("reading the image");
+    let src = Source::open(&imgref.imgref, &opts.skopeo)?;
+    let name = imgref.imgref.to_string();
+    let n = src.ostree_layer_count(&name)?;
+    let base = src.ostree_commit().filter(|_| n > 0).map(str::to_string);
+    let base_present = base.as_deref().is_some_and(|c| commit_complete(&repo, c));
+    let mut plan = Vec::new();
+    for (i, l) in src.layers().iter().enumerate() {
+        let ostree = i < n;
+        plan.push(PlannedLayer {
+            index: i,
+            digest: l["digest"].as_str().unwrap_or_default().to_string(),
+            size: l["size"].as_u64().unwrap_or_default(),
+            kind: if ostree { "ostree" } else { "derived" },
+            action: if ostree && base_present {
+                "present"
+            } else {
+                "fetched"
+            },
+        });
+    }
+    let bytes_to_fetch = plan
+        .iter()
+        .filter(|p| p.action == "fetched")
+        .map(|p| p.size)
+        .sum();
+    let image_ref = format!("{IMAGE_REF_PREFIX}{}", escape_ref(&name));
+
+    repo.prepare_transaction(gio::Cancellable::NONE)?;
+    let r = (|| -> Result<(String, PolicyReport)> {
+        if let (Some(want), false) = (&base, base_present) {
+            let mut imp = ObjectImporter::new(&repo);
+            for (i, p) in plan.iter().enumerate().take(n) {
+                let desc = format!("layer {i} ({})", p.digest);
+                progress.layer_start(i, &desc, p.size);
+                let mut v = src
+                    .layer(i, MAX_LAYER_UNCOMPRESSED)
+                    .with_context(|| desc.clone())?;
+                let role = if i == 0 {
+                    LayerRole::Commit
+                } else {
+                    LayerRole::Chunk
+                };
+                imp.import_layer(&mut v, role, &desc)?;
+                v.finish().with_context(|| desc.clone())?;
+                progress.layer_done(i);
+            }
+            let got = imp.finish()?;
+            if &got != want {
+                bail!("the image's ostree.commit label says {want}, its commit layer holds {got}");
+            }
+        }
+        let manifest_json = serde_json::to_string(&src.manifest)?;
+        let config_json = serde_json::to_string(&src.config)?;
+        let derived = src.layers().len() - n;
+        if derived == 0 {
+            let c = base
+                .clone()
+                .ok_or_else(|| anyhow!("{name}: the image has no layers"))?;
+            // Keep any detached metadata (signatures) and add the image's documents.
+            let dict = glib::VariantDict::new(
+                repo.read_commit_detached_metadata(&c, gio::Cancellable::NONE)?
+                    .as_ref(),
+            );
+            dict.insert_value(META_MANIFEST_DIGEST, &src.manifest_digest.to_variant());
+            dict.insert_value(META_MANIFEST, &manifest_json.to_variant());
+            dict.insert_value(META_CONFIG, &config_json.to_variant());
+            repo.write_commit_detached_metadata(&c, Some(&dict.end()), gio::Cancellable::NONE)?;
+            repo.transaction_set_ref(None, &image_ref, Some(&c));
+            return Ok((c, PolicyReport::default()));
+        }
+        let mut merge = TreeMerge::new(&repo, base.as_deref())?;
+        for (i, p) in plan.iter().enumerate().skip(n) {
+            let desc = format!("layer {i} ({})", p.digest);
+            progress.layer_start(i, &desc, p.size);
+            let mut v = src
+                .layer(i, MAX_LAYER_UNCOMPRESSED)
+                .with_context(|| desc.clone())?;
+            merge.apply_layer(&mut v, &desc)?;
+            v.finish().with_context(|| desc.clone())?;
+            progress.layer_done(i);
+        }
+        merge.remove_builder_artifacts(true)?;
+        let root = repo.write_mtree(&merge.root, gio::Cancellable::NONE)?;
+        let root = root
+            .downcast_ref::<ostree::RepoFile>()
+            .ok_or_else(|| anyhow!("write_mtree did not return a RepoFile"))?;
+        let dict = glib::VariantDict::new(None);
+        dict.insert_value(META_MANIFEST_DIGEST, &src.manifest_digest.to_variant());
+        dict.insert_value(META_MANIFEST, &manifest_json.to_variant());
+        dict.insert_value(META_CONFIG, &config_json.to_variant());
+        dict.insert_value(
+            META_IMPORTER,
+            &format!("ostree-bridge {}", env!("CARGO_PKG_VERSION")).to_variant(),
+        );
+        let ts = src.manifest["annotations"][crate::labels::OCI_CREATED]
+            .as_str()
+            .or(src.config["created"].as_str())
+            .and_then(parse_timestamp)
+            .unwrap_or(0);
+        let c = repo.write_commit_with_time(
+            base.as_deref(),
+            Some(&format!("Merged image {name}")),
+            None,
+            Some(&dict.end()),
+            root,
+            ts,
+            gio::Cancellable::NONE,
+        )?;
+        repo.transaction_set_ref(None, &image_ref, Some(&c));
+        Ok((c.to_string(), merge.report))
+    })();
+    match r {
+        Ok((merged_commit, policy)) => {
+            repo.commit_transaction(gio::Cancellable::NONE)
+                .context("committing the transaction")?;
+            Ok(PullReport {
+                imgref: imgref.to_string(),
+                manifest_digest: src.manifest_digest.clone(),
+                base_commit: base,
+                merged_commit,
+                image_ref,
+                layers: plan,
+                bytes_to_fetch,
+                policy,
+            })
+        }
+        Err(e) => {
+            repo.abort_transaction(gio::Cancellable::NONE).ok();
+            Err(e.context(format!("pulling {imgref}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_refs_like_ostree_ext() {
+        assert_eq!(
+            escape_ref("docker://quay.io/a/b:latest"),
+            "docker_3A__2F__2F_quay_2E_io/a/b_3A_latest"
+        );
+        assert_eq!(escape_ref("oci:/x_y/"), "oci_3A__2F_x__y_2F_");
+    }
+
+    #[test]
+    fn parses_timestamps() {
+        assert_eq!(parse_timestamp("2023-11-14T22:13:20Z"), Some(1_700_000_000));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00.5Z"), Some(0));
+        assert_eq!(parse_timestamp("nope"), None);
+    }
+}

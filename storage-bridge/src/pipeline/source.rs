@@ -1,0 +1,136 @@
+//! Opening an image for reading: an `oci:` layout in place, any other transport staged into a
+//! temporary layout by `skopeo copy`; then its manifest, config and ostree layout.
+
+use crate::imgref::{ImageReference, Transport};
+use crate::labels::{FINAL_DIFFID, OSTREE_COMMIT};
+use crate::oci::ocidir::OciDir;
+use crate::transport::{self, SkopeoOptions};
+use anyhow::{anyhow, bail, Context, Result};
+use cap_std::fs::Dir;
+use serde_json::Value;
+use std::path::Path;
+
+/// Largest manifest or config read.
+const MAX_DOC: u64 = 4 << 20;
+
+/// An image opened as an OCI layout, with its documents read and verified.
+pub struct Source {
+    pub oci: OciDir,
+    pub manifest_digest: String,
+    pub manifest: Value,
+    pub config: Value,
+    _staged: Option<tempfile::TempDir>,
+}
+
+impl Source {
+    pub fn open(r: &ImageReference, opts: &SkopeoOptions) -> Result<Self> {
+        let (oci, tag, staged) = if r.transport == Transport::OciDir {
+            let (p, tag) = r.path_and_tag();
+            if !Path::new(p).join("index.json").is_file() {
+                bail!("{r}: no OCI image layout at {p} (no index.json)");
+            }
+            let dir = Dir::open_ambient_dir(p, cap_std::ambient_authority())
+                .with_context(|| format!("opening {p}"))?;
+            (OciDir::ensure(dir)?, tag.map(str::to_string), None)
+        } else {
+            let tmp = tempfile::Builder::new()
+                .prefix("ostree-container-src-")
+                .tempdir()?;
+            transport::skopeo_copy_to_oci(&r.to_string(), tmp.path(), opts)?;
+            let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
+            (OciDir::ensure(dir)?, None, Some(tmp))
+        };
+        let mdesc = oci.find_manifest(tag.as_deref())?;
+        let manifest: Value = serde_json::from_slice(&oci.read_blob(&mdesc.digest, MAX_DOC)?)
+            .context("parsing the manifest")?;
+        let cdigest = manifest["config"]["digest"]
+            .as_str()
+            .ok_or_else(|| anyhow!("the manifest names no config"))?;
+        let config: Value = serde_json::from_slice(&oci.read_blob(cdigest, MAX_DOC)?)
+            .context("parsing the config")?;
+        Ok(Source {
+            oci,
+            manifest_digest: mdesc.digest,
+            manifest,
+            config,
+            _staged: staged,
+        })
+    }
+
+    pub fn layers(&self) -> &[Value] {
+        self.manifest["layers"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    pub fn diff_ids(&self) -> &[Value] {
+        self.config["rootfs"]["diff_ids"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// The commit the image encapsulates, when it is an ostree image.
+    pub fn ostree_commit(&self) -> Option<&str> {
+        self.config["config"]["Labels"][OSTREE_COMMIT].as_str()
+    }
+
+    /// How many leading layers are ostree layers (0 for a plain OCI image).
+    pub fn ostree_layer_count(&self, imgref: &str) -> Result<usize> {
+        let layers = self.manifest["layers"]
+            .as_array()
+            .ok_or_else(|| anyhow!("{imgref}: the manifest has no layers"))?;
+        let diff_ids = self.config["rootfs"]["diff_ids"]
+            .as_array()
+            .ok_or_else(|| anyhow!("{imgref}: the config has no rootfs.diff_ids"))?;
+        if layers.len() != diff_ids.len() {
+            bail!(
+                "{imgref}: the manifest lists {} layers but the config {} diff_ids",
+                layers.len(),
+                diff_ids.len()
+            );
+        }
+        if self.ostree_commit().is_none() {
+            return Ok(0);
+        }
+        if layers.is_empty() {
+            bail!("{imgref}: the image has no layers");
+        }
+        match self.config["config"]["Labels"][FINAL_DIFFID].as_str() {
+            Some(d) => diff_ids
+                .iter()
+                .position(|x| x.as_str() == Some(d))
+                .map(|i| i + 1)
+                .ok_or_else(|| anyhow!("{imgref}: {FINAL_DIFFID} {d} is not among the config's diff_ids")),
+            // Old single-layer images carry no final-diffid label.
+            None if layers.len() == 1 => Ok(1),
+            None => bail!("{imgref}: several layers but no {FINAL_DIFFID} label: cannot tell the ostree layers apart"),
+        }
+    }
+
+    /// Layer `i` as a verified tar stream.
+    pub fn layer(
+        &self,
+        i: usize,
+        max_uncompressed: u64,
+    ) -> Result<crate::oci::blob_read::VerifiedLayer<cap_std::fs::File>> {
+        let l = &self.layers()[i];
+        let digest = l["digest"]
+            .as_str()
+            .ok_or_else(|| anyhow!("layer {i} has no digest"))?;
+        let size = l["size"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("layer {i} has no size"))?;
+        let mt = l["mediaType"].as_str().unwrap_or_default();
+        let f = self.oci.open_blob(digest)?;
+        crate::oci::blob_read::VerifiedLayer::new(
+            f,
+            mt,
+            digest,
+            size,
+            self.diff_ids().get(i).and_then(|d| d.as_str()),
+            max_uncompressed,
+        )
+    }
+}

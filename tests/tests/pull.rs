@@ -1,0 +1,357 @@
+//! `image pull`: pure ostree images keep their checksum; a podman-built derived image merges
+//! into a commit that matches what `podman export` shows, modulo the documented path policy.
+
+use ostree_bridge_tests::oci::tar_entries;
+use ostree_bridge_tests::{run, run_stdout, TestEnv, SAMPLE};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn new_repo(env: &TestEnv, name: &str) -> PathBuf {
+    let p = env.path().join(name);
+    run(Command::new("ostree")
+        .arg("init")
+        .arg(format!("--repo={}", p.display()))
+        .arg("--mode=bare"))
+    .unwrap();
+    p
+}
+
+fn pull_json(env: &TestEnv, repo: &Path, imgref: &str) -> Value {
+    let out = run_stdout(
+        env.ostree_container()
+            .args(["image", "pull", "--json"])
+            .arg(repo)
+            .arg(imgref),
+    )
+    .unwrap();
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn pure_image_keeps_its_checksum_and_repulls_nothing() {
+    let env = TestEnv::new();
+    let (src, csum) = env.repo_with("src", "sample", SAMPLE).unwrap();
+    let oci = env.path().join("oci");
+    run(env
+        .ostree_container()
+        .args(["encapsulate", "-q", "--repo"])
+        .arg(&src)
+        .arg("sample")
+        .arg(format!("oci:{}:1", oci.display())))
+    .unwrap();
+    let repo = new_repo(&env, "dst");
+    let imgref = format!("ostree-unverified-image:oci:{}:1", oci.display());
+    let r = pull_json(&env, &repo, &imgref);
+    assert_eq!(r["merged_commit"], csum.as_str());
+    assert!(r["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["action"] == "fetched"));
+    let refname = r["image_ref"].as_str().unwrap().to_string();
+    assert!(
+        refname.starts_with("ostree/container/image/oci_3A_"),
+        "{refname}"
+    );
+    let resolved = run_stdout(
+        Command::new("ostree")
+            .arg(format!("--repo={}", repo.display()))
+            .args(["rev-parse", &refname]),
+    )
+    .unwrap();
+    assert_eq!(resolved.trim(), csum);
+    // Again: every layer is present, nothing to fetch.
+    let r2 = pull_json(&env, &repo, &imgref);
+    assert!(
+        r2["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["action"] == "present"),
+        "{r2}"
+    );
+    assert_eq!(r2["bytes_to_fetch"], 0);
+    // Text output ends with ostree-ext's line.
+    let text = run_stdout(
+        env.ostree_container()
+            .args(["image", "pull"])
+            .arg(&repo)
+            .arg(&imgref),
+    )
+    .unwrap();
+    assert!(
+        text.trim_end()
+            .ends_with(&format!("Wrote: {imgref} => {csum}")),
+        "{text}"
+    );
+    run(Command::new("ostree")
+        .arg("fsck")
+        .arg(format!("--repo={}", repo.display())))
+    .unwrap();
+}
+
+/// (kind, mode, uid, gid, link target or content sha256) by path.
+type Listing = BTreeMap<String, (char, u32, u64, u64, String)>;
+
+fn commit_listing(repo: &Path, rev: &str) -> Listing {
+    let r = storage_bridge::commit::open_repo(repo).unwrap();
+    let c = storage_bridge::commit::resolve_commit(&r, rev).unwrap();
+    let t = storage_bridge::commit::CommitTree::load(&r, &c).unwrap();
+    let mut out = Listing::new();
+    for d in &t.dirs {
+        if !d.path.is_empty() {
+            let m = &t.dirmetas[&d.dirmeta].1;
+            out.insert(
+                d.path.clone(),
+                (
+                    'd',
+                    m.mode & 0o7777,
+                    m.uid.into(),
+                    m.gid.into(),
+                    String::new(),
+                ),
+            );
+        }
+        for (name, csum) in &d.files {
+            let p = storage_bridge::commit::join(&d.path, name);
+            let (meta, content) = storage_bridge::commit::open_file(&r, csum).unwrap();
+            let v = match (&meta.symlink, content) {
+                (Some(t), _) => (
+                    'l',
+                    meta.mode & 0o7777,
+                    meta.uid.into(),
+                    meta.gid.into(),
+                    t.clone(),
+                ),
+                (None, Some(mut rd)) => {
+                    let mut buf = Vec::new();
+                    rd.read_to_end(&mut buf).unwrap();
+                    (
+                        'f',
+                        meta.mode & 0o7777,
+                        meta.uid.into(),
+                        meta.gid.into(),
+                        hex::encode(Sha256::digest(&buf)),
+                    )
+                }
+                (None, None) => panic!("regular file without content"),
+            };
+            out.insert(p, v);
+        }
+    }
+    out
+}
+
+/// A container filesystem tar (podman export) under the path policy: etc → usr/etc; only usr,
+/// usr/etc, var and the (empty) run/tmp/proc/sys/dev kept.
+fn export_listing(tar: &[u8]) -> Listing {
+    let entries = tar_entries(tar).unwrap();
+    // Regular files and symlinks by path: what a hardlink to them is.
+    let mut content: BTreeMap<String, (char, String)> = BTreeMap::new();
+    for e in &entries {
+        let key = e
+            .path
+            .trim_start_matches("./")
+            .trim_end_matches('/')
+            .to_string();
+        if let Some(s) = &e.content_sha256 {
+            content.insert(key, ('f', s.clone()));
+        } else if e.kind == b'2' {
+            content.insert(key, ('l', e.link.clone().unwrap_or_default()));
+        }
+    }
+    let mut out = Listing::new();
+    for e in entries {
+        let p = e
+            .path
+            .trim_start_matches("./")
+            .trim_end_matches('/')
+            .to_string();
+        if p.is_empty() {
+            continue;
+        }
+        let (top, rest) = p.split_once('/').unwrap_or((&p, ""));
+        let mapped = match top {
+            "usr" | "var" => p.clone(),
+            "etc" => {
+                if rest.is_empty() {
+                    "usr/etc".into()
+                } else {
+                    format!("usr/etc/{rest}")
+                }
+            }
+            "run" | "tmp" | "proc" | "sys" | "dev" if rest.is_empty() => p.clone(),
+            _ => continue,
+        };
+        let mode = e.mode & 0o7777;
+        let v = match e.kind {
+            b'5' => ('d', mode, e.uid, e.gid, String::new()),
+            b'2' => ('l', mode, e.uid, e.gid, e.link.clone().unwrap_or_default()),
+            b'0' => (
+                'f',
+                mode,
+                e.uid,
+                e.gid,
+                e.content_sha256.clone().unwrap_or_default(),
+            ),
+            b'1' => {
+                let t = e.link.clone().unwrap_or_default();
+                let t = t.trim_start_matches("./").trim_start_matches('/');
+                let (k, c) = content
+                    .get(t)
+                    .unwrap_or_else(|| panic!("{p}: hardlink to {t}, not a file of the export"));
+                (*k, mode, e.uid, e.gid, c.clone())
+            }
+            _ => continue,
+        };
+        out.insert(mapped, v);
+    }
+    out
+}
+
+#[test]
+fn a_podman_built_derived_image_merges_like_podman_sees_it() {
+    let env = TestEnv::new();
+    let (src, base) = env.repo_with("src", "sample", SAMPLE).unwrap();
+    run(env
+        .ostree_container()
+        .args(["encapsulate", "-q", "--repo"])
+        .arg(&src)
+        .arg("sample")
+        .arg(env.cstor_ref("localhost/base:1")))
+    .unwrap();
+    let ctx = env.path().join("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Containerfile"),
+        "FROM localhost/base:1\n\
+         RUN echo new > /usr/share/new-file && ln /usr/share/new-file /usr/share/new-hardlink \
+          && mkdir -p /etc/newdir && echo cfg > /etc/newdir/cfg && echo appended >> /usr/lib/os-release \
+          && rm /usr/bin/su-like && rm -rf /usr/share/doc/hello \
+          && rm -rf /etc/sample.d && ln -s os-release /etc/sample.d \
+          && mkdir -p /var/lib/app /opt/app && echo state > /var/lib/app/state && echo bin > /opt/app/bin \
+          && ln /usr/bin/hello /usr/bin/hello-third\n\
+         RUN rm -rf /usr/share/doc && mkdir /usr/share/doc && echo n > /usr/share/doc/only \
+          && chmod 0700 /usr/share/doc && echo second >> /usr/share/new-file\n",
+    )
+    .unwrap();
+    run(env
+        .podman
+        .podman()
+        .args([
+            "build",
+            "-q",
+            "--network=none",
+            "--pull=never",
+            "-t",
+            "localhost/derived:1",
+        ])
+        .arg(&ctx))
+    .unwrap();
+
+    let repo = new_repo(&env, "dst");
+    // The base first: the derived pull then fetches only its own layers.
+    pull_json(&env, &repo, &env.cstor_ref("localhost/base:1"));
+    let r = pull_json(
+        &env,
+        &repo,
+        &format!(
+            "ostree-unverified-image:{}",
+            env.cstor_ref("localhost/derived:1")
+        ),
+    );
+    assert_eq!(r["base_commit"], base.as_str());
+    let layers = r["layers"].as_array().unwrap();
+    let derived: Vec<&Value> = layers.iter().filter(|l| l["kind"] == "derived").collect();
+    assert_eq!(derived.len(), 2);
+    assert!(
+        layers
+            .iter()
+            .filter(|l| l["kind"] == "ostree")
+            .all(|l| l["action"] == "present"),
+        "{r}"
+    );
+    let merged = r["merged_commit"].as_str().unwrap().to_string();
+    assert_ne!(merged, base);
+    // /opt is dropped and said so.
+    let dropped = &r["policy"]["dropped"];
+    assert!(dropped["opt"]["count"].as_u64().unwrap() >= 1, "{r}");
+    assert!(
+        dropped["opt"]["examples"].to_string().contains("/opt/app"),
+        "{r}"
+    );
+    assert!(
+        r["policy"]["remapped"]
+            .to_string()
+            .contains("/etc/newdir/cfg"),
+        "{r}"
+    );
+
+    // What podman shows of the image.
+    let cid =
+        run_stdout(
+            env.podman
+                .podman()
+                .args(["create", "localhost/derived:1", "/usr/bin/sh"]),
+        )
+        .unwrap();
+    let tarp = env.path().join("export.tar");
+    run(env
+        .podman
+        .podman()
+        .args(["export", "-o"])
+        .arg(&tarp)
+        .arg(cid.trim()))
+    .unwrap();
+    let mut want = export_listing(&std::fs::read(&tarp).unwrap());
+    let mut got = commit_listing(&repo, &merged);
+    // Runtime mount points podman creates in every container, and the ostree skeleton.
+    for p in [
+        "usr/etc/hostname",
+        "usr/etc/resolv.conf",
+        "usr/etc/hosts",
+        "run/.containerenv",
+    ] {
+        want.remove(p);
+        got.remove(p);
+    }
+    // The base's own top-level entries (bin -> usr/bin, boot, …) stay in the merged commit;
+    // the comparison covers what the path policy imports from a container filesystem.
+    for p in ["bin", "lib", "sbin", "boot"] {
+        assert!(got.contains_key(p), "base entry {p} kept");
+    }
+    got.retain(|p, _| {
+        let top = p.split('/').next().unwrap_or("");
+        matches!(top, "usr" | "var")
+            || (["run", "tmp", "proc", "sys", "dev"].contains(&top) && !p.contains('/'))
+    });
+    // The export adds var/tmp to images whose commit lacks it (ostree makes it at boot).
+    want.remove("var/tmp");
+    let only_want: Vec<_> = want
+        .iter()
+        .filter(|(p, v)| got.get(*p) != Some(v))
+        .collect();
+    let only_got: Vec<_> = got
+        .iter()
+        .filter(|(p, v)| want.get(*p) != Some(v))
+        .collect();
+    assert!(only_want.is_empty() && only_got.is_empty(), "podman shows but commit lacks: {only_want:#?}\ncommit has but podman does not: {only_got:#?}");
+    // Spot checks of what the Containerfile did.
+    // RUN ln: same content (the second RUN appended to new-file, which breaks that link in
+    // overlay too; podman agrees, as the comparison above shows).
+    assert_eq!(got["usr/bin/hello-third"], got["usr/bin/hello"]);
+    assert_ne!(got["usr/share/new-hardlink"], got["usr/share/new-file"]);
+    assert!(!got.contains_key("usr/bin/su-like"));
+    assert_eq!(got["usr/etc/sample.d"].0, 'l');
+    assert_eq!(got["usr/share/doc"].1, 0o700);
+    assert!(!got.contains_key("usr/share/doc/hello"));
+    assert!(got.contains_key("var/lib/app/state"));
+    run(Command::new("ostree")
+        .arg("fsck")
+        .arg(format!("--repo={}", repo.display())))
+    .unwrap();
+}
