@@ -1,0 +1,271 @@
+//! Hostile derived layers: each refused with an error naming the layer, the entry and the
+//! rule (or handled the documented safe way), no panic, no ref, `ostree fsck` clean, and
+//! nothing written outside the repo.
+
+use ostree_bridge_tests::{run, run_stdout, TestEnv};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One tar entry to generate.
+enum E<'a> {
+    File(&'a str, &'a [u8]),
+    Dir(&'a str),
+    Link(&'a str, &'a str),
+    Hard(&'a str, &'a str),
+    Fifo(&'a str),
+    Char(&'a str),
+    /// Raw path bytes (non-UTF-8).
+    RawFile(&'a [u8]),
+}
+
+fn tar_of(entries: &[E]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_size(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        let (path, data): (&[u8], &[u8]) = match e {
+            E::File(p, d) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(d.len() as u64);
+                (p.as_bytes(), d)
+            }
+            E::Dir(p) => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_mode(0o755);
+                (p.as_bytes(), &[])
+            }
+            E::Link(p, t) | E::Hard(p, t) => {
+                h.set_entry_type(if matches!(e, E::Link(..)) {
+                    tar::EntryType::Symlink
+                } else {
+                    tar::EntryType::Link
+                });
+                h.set_link_name_literal(t.as_bytes()).unwrap();
+                (p.as_bytes(), &[])
+            }
+            E::Fifo(p) => {
+                h.set_entry_type(tar::EntryType::Fifo);
+                (p.as_bytes(), &[])
+            }
+            E::Char(p) => {
+                h.set_entry_type(tar::EntryType::Char);
+                (p.as_bytes(), &[])
+            }
+            E::RawFile(p) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                (*p, &[])
+            }
+        };
+        // Write names literally: the builder's own path checks would refuse the hostile ones.
+        let name = &mut h.as_old_mut().name;
+        name[..path.len()].copy_from_slice(path);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// A plain (non-ostree) OCI image of these layers.
+fn image(dir: &Path, layers: &[Vec<u8>]) {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |data: &[u8]| {
+        let d = hex::encode(Sha256::digest(data));
+        std::fs::write(blobs.join(&d), data).unwrap();
+        (format!("sha256:{d}"), data.len())
+    };
+    let mut descs = Vec::new();
+    let mut diffs = Vec::new();
+    for l in layers {
+        let (d, s) = put(l);
+        descs.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s}));
+        diffs.push(d);
+    }
+    let cfg = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diffs}});
+    let (cd, cs) = put(cfg.to_string().as_bytes());
+    let m = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs}, "layers": descs});
+    let (md, ms) = put(m.to_string().as_bytes());
+    std::fs::write(dir.join("index.json"), serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms}]}).to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+struct Case {
+    env: TestEnv,
+    repo: PathBuf,
+    victim: PathBuf,
+    n: usize,
+}
+
+impl Case {
+    fn new() -> Self {
+        let env = TestEnv::new();
+        let repo = env.path().join("repo");
+        run(Command::new("ostree")
+            .arg("init")
+            .arg(format!("--repo={}", repo.display()))
+            .arg("--mode=bare"))
+        .unwrap();
+        let victim = env.path().join("victim");
+        std::fs::create_dir_all(&victim).unwrap();
+        std::fs::write(victim.join("keep"), "untouched").unwrap();
+        Case {
+            env,
+            repo,
+            victim,
+            n: 0,
+        }
+    }
+
+    fn pull(&mut self, layers: &[Vec<u8>]) -> (bool, String, String) {
+        self.n += 1;
+        let dir = self.env.path().join(format!("img{}", self.n));
+        image(&dir, layers);
+        let o = self
+            .env
+            .ostree_container()
+            .args(["image", "pull", "--json"])
+            .arg(&self.repo)
+            .arg(format!("oci:{}", dir.display()))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        // Nothing outside: the victim is as it was; the repo is consistent.
+        let names: Vec<_> = std::fs::read_dir(&self.victim)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "victim dir changed");
+        assert_eq!(
+            std::fs::read_to_string(self.victim.join("keep")).unwrap(),
+            "untouched"
+        );
+        run(Command::new("ostree")
+            .arg("fsck")
+            .arg(format!("--repo={}", self.repo.display())))
+        .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            stderr,
+        )
+    }
+
+    fn refused(&mut self, layers: &[Vec<u8>], rule: &str) {
+        let before = refs(&self.repo);
+        let (ok, _, err) = self.pull(layers);
+        assert!(!ok, "accepted a layer that breaks: {rule}");
+        assert!(err.contains(rule), "want {rule:?} in: {err}");
+        assert!(err.contains("layer 0 (sha256:"), "names the layer: {err}");
+        assert_eq!(refs(&self.repo), before, "no ref for a refused image");
+    }
+}
+
+fn refs(repo: &Path) -> String {
+    run_stdout(
+        Command::new("ostree")
+            .arg("refs")
+            .arg(format!("--repo={}", repo.display())),
+    )
+    .unwrap()
+}
+
+#[test]
+fn hostile_paths_links_and_whiteouts_are_refused() {
+    let mut c = Case::new();
+    let v = c.victim.display().to_string();
+    c.refused(&[tar_of(&[E::File("usr/../../x", b"x")])], "`..` component");
+    c.refused(&[tar_of(&[E::File("../escape", b"x")])], "`..` component");
+    c.refused(&[tar_of(&[E::RawFile(b"usr/bad\xff")])], "not UTF-8");
+    c.refused(
+        &[tar_of(&[E::File("usr/.wh..", b"")])],
+        "malformed whiteout",
+    );
+    c.refused(
+        &[tar_of(&[E::File("usr/.wh...", b"")])],
+        "malformed whiteout",
+    );
+    c.refused(&[tar_of(&[E::File("usr/.wh.", b"")])], "malformed whiteout");
+    c.refused(
+        &[tar_of(&[E::File("usr/.wh.../../x", b"")])],
+        "`..` component",
+    );
+    c.refused(
+        &[tar_of(&[E::Hard("usr/h", "usr/missing")])],
+        "is not a file in this layer or below",
+    );
+    c.refused(
+        &[tar_of(&[E::Hard("usr/h", "../../etc/passwd")])],
+        "`..` component",
+    );
+    c.refused(&[tar_of(&[E::Link("usr/l", "")])], "symlink without target");
+    c.refused(
+        &[tar_of(&[E::Dir("usr/d"), E::Hard("usr/h", "usr/d")])],
+        "is not a file in this layer or below",
+    );
+    c.refused(
+        &[tar_of(&[E::File(".wh..wh..opq", b"")])],
+        "opaque marker at the root",
+    );
+    // Absolute paths are taken relative to the image root, never the host's.
+    let abs = format!("{v}/keep");
+    let (ok, out, err) = c.pull(&[tar_of(&[E::File(&abs, b"overwritten?")])]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"dropped\""), "{out}");
+}
+
+#[test]
+fn symlinks_pointing_outside_stay_data() {
+    let mut c = Case::new();
+    let v = c.victim.display().to_string();
+    // A symlink to the victim, then a write and a whiteout "through" it: in a tree merge the
+    // symlink is an entry, the later path replaces it; nothing on the host is touched.
+    let l1 = tar_of(&[
+        E::Dir("usr"),
+        E::Link("usr/out", &v),
+        E::Link("usr/rel", "../../../../.."),
+    ]);
+    let l2 = tar_of(&[
+        E::File("usr/out/keep", b"pwned"),
+        E::File("usr/rel/.wh.keep", b""),
+    ]);
+    let (ok, out, err) = c.pull(&[l1, l2]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let commit = r["merged_commit"].as_str().unwrap();
+    // usr/out is now a directory of the image holding "keep"; usr/rel is still the symlink.
+    let ls = run_stdout(
+        Command::new("ostree")
+            .arg(format!("--repo={}", c.repo.display()))
+            .args(["ls", "-R", commit, "/usr"]),
+    )
+    .unwrap();
+    assert!(ls.contains("/usr/out/keep"), "{ls}");
+    assert!(ls.contains("/usr/rel -> ../../../../.."), "{ls}");
+}
+
+#[test]
+fn special_files_are_dropped_and_reported() {
+    let mut c = Case::new();
+    let (ok, out, err) = c.pull(&[tar_of(&[
+        E::Dir("usr"),
+        E::Fifo("usr/fifo"),
+        E::Char("usr/null"),
+        E::File("usr/ok", b"ok"),
+        E::File("opt/app", b"x"),
+        E::File("tmp/junk", b"x"),
+    ])]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let d = &r["policy"]["dropped"];
+    assert_eq!(d["fifo"]["count"], 1, "{r}");
+    assert_eq!(d["device"]["count"], 1, "{r}");
+    assert_eq!(d["opt"]["examples"][0], "/opt/app");
+    assert_eq!(d["tmp"]["count"], 1);
+}
