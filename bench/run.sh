@@ -47,21 +47,46 @@ else
   TREE_DESC="Debian bookworm minbase ($(ostree --repo="$REPO" ls -R bench/v1 | grep -c '^-') files)"
 fi
 
-STORE="$W/cstor"
-CONF="$W/conf"; mkdir -p "$CONF"
+STORE="$W/cs"
+CONF="$W/conf"; mkdir -p "$CONF/tmp"
 cat > "$CONF/storage.conf" <<X
 [storage]
 driver = "overlay"
 graphroot = "$STORE/root"
-runroot = "$STORE/run"
+runroot = "$STORE/rr"
 X
-export CONTAINERS_STORAGE_CONF="$CONF/storage.conf"
-CS="containers-storage:[overlay@$STORE/root+$STORE/run]"
+cat > "$CONF/containers.conf" <<X
+[containers]
+netns = "none"
+default_ulimits = ["nofile=$(ulimit -Hn):$(ulimit -Hn)", "nproc=32768:32768"]
+[network]
+network_config_dir = "$CONF/cni"
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+tmp_dir = "$CONF/tmp/libpod"
+lock_type = "file"
+X
+echo '{"auths":{}}' > "$CONF/auth.json"
+export CONTAINERS_STORAGE_CONF="$CONF/storage.conf" CONTAINERS_CONF="$CONF/containers.conf" REGISTRY_AUTH_FILE="$CONF/auth.json"
+# containers/image writes a blob-info cache under /var/lib/containers as root: run the container
+# tools in a private mount namespace where /var/lib is read-only (as the tests do).
+NS="$CONF/ns.sh"
+cat > "$NS" <<'X'
+#!/bin/sh
+exec /usr/bin/unshare --mount --propagation private -- /bin/sh -c '
+  /bin/mount -n -o bind,ro /var/lib /var/lib || exit 125
+  if [ -d /var/lib/containers ]; then /bin/mount -n -t tmpfs nsvlc /var/lib/containers || exit 125; fi
+  exec "$@"' ns "$@"
+X
+chmod +x "$NS"
+CS="containers-storage:[overlay@$STORE/root+$STORE/rr]"
 
 results="$W/times.tsv"; : > "$results"
 measure() { # name tool cmd...
   local name=$1 tool=$2; shift 2
-  if ! /usr/bin/time -f '%e %M' -o "$W/time.out" "$@" >/dev/null 2>"$W/cmd.err"; then
+  if ! /usr/bin/time -f '%e %M' -o "$W/time.out" "$NS" "$@" >/dev/null 2>"$W/cmd.err"; then
     echo "benchmark '$name' ($tool) failed:" >&2; cat "$W/cmd.err" >&2
     [ "$tool" = ours ] && exit 1   # ours must work; a failing peer is reported in the table
     echo -e "$name\t$tool\tFAIL" >> "$results"; return 0
@@ -71,8 +96,40 @@ measure() { # name tool cmd...
 
 unmount_under() { awk -v p="$1" '$2 ~ "^"p {print $2}' /proc/self/mounts | sort -r | xargs -r -n1 umount; }
 unmount_under "$STORE"; rm -rf "$STORE"
+# Import inputs: both tools' oci: images of v1, and a derived image built by podman on top of
+# ours (a few MB of new files, an edited /etc file, a deleted file), staged as oci: layouts
+# read by both (Debian's skopeo cannot serve containers-storage to the peer).
+rm -rf "$W/img-"*
+"$NS" "$OURS" encapsulate -q --repo "$REPO" bench/v1 "oci:$W/img-ours" >/dev/null
+[ -n "${PEER:-}" ] && "$NS" "$PEER" container encapsulate --repo "$REPO" bench/v1 "oci:$W/img-peer" >/dev/null
+"$NS" "$OURS" encapsulate -q --repo "$REPO" bench/v1 "${CS}localhost/bench-base:1" >/dev/null
+mkdir -p "$W/ctx"
+head -c 4000000 /dev/urandom > "$W/ctx/blob.bin"
+cat > "$W/ctx/Containerfile" <<X
+FROM localhost/bench-base:1
+COPY blob.bin /usr/share/bench/blob.bin
+RUN echo 'bench-derived' >> /etc/issue && rm -f /usr/bin/yes && echo done > /usr/share/bench/marker
+X
+"$NS" podman build -q --network=none --pull=never -t localhost/bench-derived:1 "$W/ctx" >/dev/null
+"$NS" skopeo copy -q "${CS}localhost/bench-base:1" "oci:$W/img-base-cs" >/dev/null
+"$NS" skopeo copy -q "${CS}localhost/bench-derived:1" "oci:$W/img-derived" >/dev/null
+fresh() { rm -rf "$1"; ostree init --repo="$1" --mode=bare; }
+
 for i in $(seq 1 "$RUNS"); do
   echo "== run $i/$RUNS"
+  fresh "$W/r-ours"; measure "unencapsulate oci: (our image, fresh repo)" ours "$OURS" unencapsulate -q --repo "$W/r-ours" "ostree-unverified-image:oci:$W/img-ours"
+  if [ -n "${PEER:-}" ]; then
+    fresh "$W/r-peer"; measure "unencapsulate oci: (our image, fresh repo)" peer "$PEER" container unencapsulate --repo "$W/r-peer" "ostree-unverified-image:oci:$W/img-ours"
+    fresh "$W/r-ours"; measure "unencapsulate oci: (peer's image, fresh repo)" ours "$OURS" unencapsulate -q --repo "$W/r-ours" "ostree-unverified-image:oci:$W/img-peer"
+    fresh "$W/r-peer"; measure "unencapsulate oci: (peer's image, fresh repo)" peer "$PEER" container unencapsulate --repo "$W/r-peer" "ostree-unverified-image:oci:$W/img-peer"
+  fi
+  fresh "$W/r-ours"; "$NS" "$OURS" image pull -q "$W/r-ours" "oci:$W/img-base-cs" >/dev/null
+  measure "image pull derived over present base" ours "$OURS" image pull -q "$W/r-ours" "ostree-unverified-image:oci:$W/img-derived"
+  if [ -n "${PEER:-}" ]; then
+    fresh "$W/r-peer"; "$NS" "$PEER" container image pull "$W/r-peer" "ostree-unverified-image:oci:$W/img-base-cs" >/dev/null
+    measure "image pull derived over present base" peer "$PEER" container image pull "$W/r-peer" "ostree-unverified-image:oci:$W/img-derived"
+  fi
+
   rm -rf "$W/out-"*
   measure "encapsulate oci: gzip" ours "$OURS" encapsulate -q --repo "$REPO" bench/v1 "oci:$W/out-ours"
   [ -n "${PEER:-}" ] && measure "encapsulate oci: gzip" peer "$PEER" container encapsulate --repo "$REPO" bench/v1 "oci:$W/out-peer"
@@ -89,7 +146,7 @@ done
 unmount_under "$STORE"
 rm -rf "$STORE"
 
-out="$top/bench/results/export.md"; [ $SMOKE = 1 ] && out="$W/export-smoke.md"
+out="$top/bench/results/results.md"; [ $SMOKE = 1 ] && out="$W/results-smoke.md"
 python3 - "$results" "$out" "$TREE_DESC" "$RUNS" "$W/ours.json" <<'PY'
 import sys, statistics, json, subprocess, platform, os
 res, out, desc, runs, ours_json = sys.argv[1:6]
@@ -105,7 +162,7 @@ def ver(cmd):
     except Exception: return "?"
 cpu = next((l.split(":",1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 rep = json.load(open(ours_json))
-L = ["# Export benchmark: ostree-bridge vs ostree-ext 0.15.3", "",
+L = ["# Benchmark: ostree-bridge vs ostree-ext 0.15.3", "",
      f"Corpus: {desc}. {runs} runs each, alternating; wall time (s) median [min–max], peak RSS (MiB) median.",
      f"Machine: {os.cpu_count()} cores, {cpu}; {platform.platform()}.",
      f"Versions: libostree {next((l.split(':',1)[1].strip().strip(chr(39)) for l in subprocess.run(['ostree','--version'],capture_output=True,text=True).stdout.splitlines() if 'Version' in l), '?')}, {ver(['skopeo','--version'])}.",

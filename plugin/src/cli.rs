@@ -74,13 +74,8 @@ pub struct PullArgs {
     #[arg(value_name = "IMGREF")]
     pub imgref: String,
 
-    /// Registry credentials file.
-    #[arg(long, value_name = "FILE")]
-    pub authfile: Option<PathBuf>,
-
-    /// Verify TLS of the source registry.
-    #[arg(long = "src-tls-verify", alias = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub tls_verify: Option<bool>,
+    #[command(flatten)]
+    pub source: SourceArgs,
 
     /// Print a JSON report (plan, commits, dropped paths) instead of text.
     #[arg(long)]
@@ -107,13 +102,8 @@ pub struct UnencapsulateArgs {
     #[arg(long, value_name = "REF")]
     pub write_ref: Option<String>,
 
-    /// Registry credentials file.
-    #[arg(long, value_name = "FILE")]
-    pub authfile: Option<PathBuf>,
-
-    /// Verify TLS of the source registry.
-    #[arg(long = "src-tls-verify", alias = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
-    pub tls_verify: Option<bool>,
+    #[command(flatten)]
+    pub source: SourceArgs,
 
     /// Print a JSON report instead of `Imported: <checksum>`.
     #[arg(long)]
@@ -236,5 +226,26 @@ mod tests {
         assert_eq!(a.cmd, vec!["/bin/sh", "-c"]);
         assert_eq!(a.tls_verify, Some(false));
         assert_eq!(a.max_layers, Some(8));
+    }
+}
+
+/// How to reach a source image's registry.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Registry credentials file.
+    #[arg(long, value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+
+    /// Verify TLS of the source registry (use --src-tls-verify=false for a local one).
+    #[arg(long = "src-tls-verify", alias = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub tls_verify: Option<bool>,
+}
+
+impl SourceArgs {
+    pub fn skopeo_options(&self) -> storage_bridge::transport::SkopeoOptions {
+        let mut s = storage_bridge::transport::SkopeoOptions::default();
+        s.authfile = self.authfile.clone();
+        s.tls_verify = self.tls_verify;
+        s
     }
 }

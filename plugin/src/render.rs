@@ -108,7 +108,11 @@ impl Progress for LayerBars {
 }
 
 fn mib(n: u64) -> String {
-    format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+    if n < 1 << 20 {
+        format!("{:.1} KiB", n as f64 / 1024.0)
+    } else {
+        format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
+    }
 }
 
 pub fn export_summary(r: &ExportReport) {

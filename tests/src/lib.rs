@@ -99,6 +99,32 @@ impl TestEnv {
         Ok((p, csum))
     }
 
+    /// An empty `bare` repo at `name` (made by the ostree CLI).
+    pub fn new_repo(&self, name: &str) -> PathBuf {
+        let p = self.path().join(name);
+        run(Command::new(require_tool("ostree"))
+            .arg("init")
+            .arg(format!("--repo={}", p.display()))
+            .arg("--mode=bare"))
+        .expect("ostree init");
+        p
+    }
+
+    /// `podman build -t TAG` of a Containerfile with this content (no network, no pulls).
+    pub fn podman_build(&self, tag: &str, containerfile: &str) -> Result<()> {
+        let ctx = self
+            .path()
+            .join(format!("ctx-{}", tag.replace(['/', ':'], "_")));
+        std::fs::create_dir_all(&ctx)?;
+        std::fs::write(ctx.join("Containerfile"), containerfile)?;
+        run(self
+            .podman
+            .podman()
+            .args(["build", "-q", "--network=none", "--pull=never", "-t", tag])
+            .arg(&ctx))?;
+        Ok(())
+    }
+
     /// `ostree-container` in this test's private container world.
     pub fn ostree_container(&self) -> Command {
         self.podman.wrap(workspace_bin("ostree-container"))

@@ -141,3 +141,30 @@ pub fn tar_entries(tar: &[u8]) -> Result<Vec<TarEntry>> {
     }
     Ok(out)
 }
+
+/// Write a plain (non-ostree) OCI image of these uncompressed layer tars into `dir`.
+pub fn write_plain_image(dir: &Path, layers: &[Vec<u8>]) -> Result<()> {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs)?;
+    let put = |data: &[u8]| -> Result<(String, usize)> {
+        let d = hex::encode(Sha256::digest(data));
+        std::fs::write(blobs.join(&d), data)?;
+        Ok((format!("sha256:{d}"), data.len()))
+    };
+    let mut descs = Vec::new();
+    let mut diffs = Vec::new();
+    for l in layers {
+        let (d, s) = put(l)?;
+        descs.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s}));
+        diffs.push(d);
+    }
+    let cfg = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diffs}});
+    let (cd, cs) = put(cfg.to_string().as_bytes())?;
+    let m = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs}, "layers": descs});
+    let (md, ms) = put(m.to_string().as_bytes())?;
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms}]});
+    std::fs::write(dir.join("index.json"), index.to_string())?;
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    Ok(())
+}

@@ -77,27 +77,12 @@ fn containers_storage_then_podman_run_and_build() {
     assert!(out.contains("1000"), "owner kept: {out}");
     assert!(out.contains("vartmp"), "{out}");
 
-    let ctx = env.path().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(
-        ctx.join("Containerfile"),
+    env.podman_build(
+        "localhost/derived:1",
         "FROM localhost/sample:1\n\
          RUN echo derived > /usr/share/derived && ln /usr/share/derived /usr/share/derived-link \
          && echo appended >> /usr/lib/os-release && rm -rf /usr/share/doc/hello && echo x > /etc/added\n",
     )
-    .unwrap();
-    run(env
-        .podman
-        .podman()
-        .args([
-            "build",
-            "-q",
-            "--network=none",
-            "--pull=never",
-            "-t",
-            "localhost/derived:1",
-        ])
-        .arg(&ctx))
     .unwrap();
     let out = run_stdout(env.podman.podman().args([
         "run", "--rm", "localhost/derived:1", "/usr/bin/sh", "-c",

@@ -7,18 +7,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn new_repo(env: &TestEnv, name: &str) -> PathBuf {
-    let p = env.path().join(name);
-    run(Command::new("ostree")
-        .arg("init")
-        .arg(format!("--repo={}", p.display()))
-        .arg("--mode=bare"))
-    .unwrap();
-    p
-}
 
 fn pull_json(env: &TestEnv, repo: &Path, imgref: &str) -> Value {
     let out = run_stdout(
@@ -43,7 +33,7 @@ fn pure_image_keeps_its_checksum_and_repulls_nothing() {
         .arg("sample")
         .arg(format!("oci:{}:1", oci.display())))
     .unwrap();
-    let repo = new_repo(&env, "dst");
+    let repo = env.new_repo("dst");
     let imgref = format!("ostree-unverified-image:oci:{}:1", oci.display());
     let r = pull_json(&env, &repo, &imgref);
     assert_eq!(r["merged_commit"], csum.as_str());
@@ -224,10 +214,8 @@ fn a_podman_built_derived_image_merges_like_podman_sees_it() {
         .arg("sample")
         .arg(env.cstor_ref("localhost/base:1")))
     .unwrap();
-    let ctx = env.path().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(
-        ctx.join("Containerfile"),
+    env.podman_build(
+        "localhost/derived:1",
         "FROM localhost/base:1\n\
          RUN echo new > /usr/share/new-file && ln /usr/share/new-file /usr/share/new-hardlink \
           && mkdir -p /etc/newdir && echo cfg > /etc/newdir/cfg && echo appended >> /usr/lib/os-release \
@@ -239,21 +227,8 @@ fn a_podman_built_derived_image_merges_like_podman_sees_it() {
           && chmod 0700 /usr/share/doc && echo second >> /usr/share/new-file\n",
     )
     .unwrap();
-    run(env
-        .podman
-        .podman()
-        .args([
-            "build",
-            "-q",
-            "--network=none",
-            "--pull=never",
-            "-t",
-            "localhost/derived:1",
-        ])
-        .arg(&ctx))
-    .unwrap();
 
-    let repo = new_repo(&env, "dst");
+    let repo = env.new_repo("dst");
     // The base first: the derived pull then fetches only its own layers.
     pull_json(&env, &repo, &env.cstor_ref("localhost/base:1"));
     let r = pull_json(

@@ -2,8 +2,8 @@
 //! rule (or handled the documented safe way), no panic, no ref, `ostree fsck` clean, and
 //! nothing written outside the repo.
 
+use ostree_bridge_tests::oci::write_plain_image;
 use ostree_bridge_tests::{run, run_stdout, TestEnv};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -70,31 +70,6 @@ fn tar_of(entries: &[E]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-/// A plain (non-ostree) OCI image of these layers.
-fn image(dir: &Path, layers: &[Vec<u8>]) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |data: &[u8]| {
-        let d = hex::encode(Sha256::digest(data));
-        std::fs::write(blobs.join(&d), data).unwrap();
-        (format!("sha256:{d}"), data.len())
-    };
-    let mut descs = Vec::new();
-    let mut diffs = Vec::new();
-    for l in layers {
-        let (d, s) = put(l);
-        descs.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s}));
-        diffs.push(d);
-    }
-    let cfg = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diffs}});
-    let (cd, cs) = put(cfg.to_string().as_bytes());
-    let m = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs}, "layers": descs});
-    let (md, ms) = put(m.to_string().as_bytes());
-    std::fs::write(dir.join("index.json"), serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms}]}).to_string()).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-}
-
 struct Case {
     env: TestEnv,
     repo: PathBuf,
@@ -125,7 +100,7 @@ impl Case {
     fn pull(&mut self, layers: &[Vec<u8>]) -> (bool, String, String) {
         self.n += 1;
         let dir = self.env.path().join(format!("img{}", self.n));
-        image(&dir, layers);
+        write_plain_image(&dir, layers).unwrap();
         let o = self
             .env
             .ostree_container()

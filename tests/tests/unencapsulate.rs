@@ -1,21 +1,11 @@
 //! Round trips: commit ─▶ image (every transport, ours and the peer's) ─▶ `unencapsulate` ─▶
 //! the identical commit; and images that must be refused with the repo left clean.
 
-use ostree_bridge_tests::oci::Layout;
+use ostree_bridge_tests::oci::{write_plain_image, Layout};
 use ostree_bridge_tests::registry::Registry;
 use ostree_bridge_tests::{run, run_stdout, TestEnv, SAMPLE};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn new_repo(env: &TestEnv, name: &str) -> PathBuf {
-    let p = env.path().join(name);
-    run(Command::new("ostree")
-        .arg("init")
-        .arg(format!("--repo={}", p.display()))
-        .arg("--mode=bare"))
-    .unwrap();
-    p
-}
 
 fn encapsulate(env: &TestEnv, repo: &Path, dest: &str, extra: &[&str]) {
     run(env
@@ -75,7 +65,7 @@ fn round_trip_through_every_transport() {
     ];
     for (i, (dest, extra)) in cases.iter().enumerate() {
         encapsulate(&env, &src, dest, extra);
-        let repo = new_repo(&env, &format!("dst{i}"));
+        let repo = env.new_repo(&format!("dst{i}"));
         let mut more = vec!["--write-ref", "imported"];
         if dest.starts_with("docker://") {
             more.push("--src-tls-verify=false");
@@ -161,10 +151,10 @@ fn imports_what_the_peer_writes() {
         "the peer wrote a chunked image"
     );
     for img in [&out, &chunked] {
-        let repo = new_repo(
-            &env,
-            &format!("dst-{}", img.file_name().unwrap().to_string_lossy()),
-        );
+        let repo = env.new_repo(&format!(
+            "dst-{}",
+            img.file_name().unwrap().to_string_lossy()
+        ));
         let o = unencapsulate(
             &env,
             &repo,
@@ -198,7 +188,7 @@ fn corrupt_largest_blob(dir: &Path) {
 fn refuses_corrupt_derived_and_foreign_images_leaving_the_repo_clean() {
     let env = TestEnv::new();
     let (src, _) = env.repo_with("src", "sample", SAMPLE).unwrap();
-    let repo = new_repo(&env, "dst");
+    let repo = env.new_repo("dst");
     let check = |imgref: &str, want: &str| {
         let o = unencapsulate(&env, &repo, imgref, &["--write-ref", "should-not-exist"]);
         let e = String::from_utf8_lossy(&o.stderr).to_string();
@@ -228,34 +218,23 @@ fn refuses_corrupt_derived_and_foreign_images_leaving_the_repo_clean() {
     fsck(&repo);
     // A derived image: podman build on top of the export.
     encapsulate(&env, &src, &env.cstor_ref("localhost/base:1"), &[]);
-    let ctx = env.path().join("ctx");
-    std::fs::create_dir_all(&ctx).unwrap();
-    std::fs::write(
-        ctx.join("Containerfile"),
+    env.podman_build(
+        "localhost/derived:1",
         "FROM localhost/base:1\nRUN echo hi > /usr/share/hi\n",
     )
-    .unwrap();
-    run(env
-        .podman
-        .podman()
-        .args([
-            "build",
-            "-q",
-            "--network=none",
-            "--pull=never",
-            "-t",
-            "localhost/derived:1",
-        ])
-        .arg(&ctx))
     .unwrap();
     check(
         &env.cstor_ref("localhost/derived:1"),
         "derived image (1 layers after the ostree commit)",
     );
-    // Not an ostree image at all: a plain layout written by hand (skopeo copy of the derived
-    // image loses nothing, so use a fresh one without labels).
+    // Not an ostree image at all: a plain layout without labels.
     let plain = env.path().join("plain");
-    write_plain_image(&plain);
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "usr/share/x", &b"abc"[..]).unwrap();
+    write_plain_image(&plain, &[b.into_inner().unwrap()]).unwrap();
     check(&format!("oci:{}", plain.display()), "not an ostree image");
     // Missing image and unknown transport.
     check(
@@ -263,32 +242,4 @@ fn refuses_corrupt_derived_and_foreign_images_leaving_the_repo_clean() {
         "no OCI image layout",
     );
     check("nope:/x", "unknown transport");
-}
-
-/// A one-layer OCI image with no ostree labels.
-fn write_plain_image(dir: &Path) {
-    use sha2::{Digest, Sha256};
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let mut b = tar::Builder::new(Vec::new());
-    let mut h = tar::Header::new_gnu();
-    h.set_size(3);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, "usr/share/x", &b"abc"[..]).unwrap();
-    let layer = b.into_inner().unwrap();
-    let put = |data: &[u8]| {
-        let d = hex::encode(Sha256::digest(data));
-        std::fs::write(blobs.join(&d), data).unwrap();
-        (format!("sha256:{d}"), data.len())
-    };
-    let (ld, ls) = put(&layer);
-    let cfg = serde_json::json!({"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": [ld]}});
-    let (cd, cs) = put(cfg.to_string().as_bytes());
-    let m = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls}]});
-    let (md, ms) = put(m.to_string().as_bytes());
-    std::fs::write(dir.join("index.json"), serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms}]}).to_string()).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
 }

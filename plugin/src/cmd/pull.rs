@@ -4,16 +4,12 @@ use crate::cli::PullArgs;
 use crate::render;
 use anyhow::{Context, Result};
 use storage_bridge::imgref::OstreeImageReference;
-use storage_bridge::transport::SkopeoOptions;
 use storage_bridge::PullOptions;
 
 pub fn run(a: PullArgs) -> Result<()> {
     let imgref = OstreeImageReference::parse(&a.imgref)?;
     let mut o = PullOptions::default();
-    let mut s = SkopeoOptions::default();
-    s.authfile = a.authfile.clone();
-    s.tls_verify = a.tls_verify;
-    o.skopeo = s;
+    o.skopeo = a.source.skopeo_options();
     let progress = render::LayerBars::new(!a.quiet && !a.json);
     let r = storage_bridge::pull(&a.repo, &imgref, &o, &progress)
         .with_context(|| format!("into {}", a.repo.display()))?;

@@ -4,17 +4,13 @@ use crate::cli::UnencapsulateArgs;
 use crate::render;
 use anyhow::{Context, Result};
 use storage_bridge::imgref::OstreeImageReference;
-use storage_bridge::transport::SkopeoOptions;
 use storage_bridge::UnencapsulateOptions;
 
 pub fn run(a: UnencapsulateArgs) -> Result<()> {
     let imgref = OstreeImageReference::parse(&a.imgref)?;
     let mut o = UnencapsulateOptions::default();
     o.write_ref = a.write_ref.clone();
-    let mut s = SkopeoOptions::default();
-    s.authfile = a.authfile.clone();
-    s.tls_verify = a.tls_verify;
-    o.skopeo = s;
+    o.skopeo = a.source.skopeo_options();
     let progress = render::LayerBars::new(!a.quiet && !a.json);
     let report = storage_bridge::unencapsulate(&a.repo, &imgref, &o, &progress)
         .with_context(|| format!("into {}", a.repo.display()))?;

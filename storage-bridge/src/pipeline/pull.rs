@@ -16,7 +16,6 @@ use super::unencapsulate::MAX_LAYER_UNCOMPRESSED;
 use crate::imgref::{OstreeImageReference, SignatureSource};
 use crate::progress::Progress;
 use crate::tar::layer_to_tree::{PolicyReport, TreeMerge};
-use crate::tar::tar_to_commit::{LayerRole, ObjectImporter};
 use crate::transport::SkopeoOptions;
 use anyhow::{anyhow, bail, Context, Result};
 use ostree::gio;
@@ -150,27 +149,8 @@ pub fn pull(
 
     repo.prepare_transaction(gio::Cancellable::NONE)?;
     let r = (|| -> Result<(String, PolicyReport)> {
-        if let (Some(want), false) = (&base, base_present) {
-            let mut imp = ObjectImporter::new(&repo);
-            for (i, p) in plan.iter().enumerate().take(n) {
-                let desc = format!("layer {i} ({})", p.digest);
-                progress.layer_start(i, &desc, p.size);
-                let mut v = src
-                    .layer(i, MAX_LAYER_UNCOMPRESSED)
-                    .with_context(|| desc.clone())?;
-                let role = if i == 0 {
-                    LayerRole::Commit
-                } else {
-                    LayerRole::Chunk
-                };
-                imp.import_layer(&mut v, role, &desc)?;
-                v.finish().with_context(|| desc.clone())?;
-                progress.layer_done(i);
-            }
-            let got = imp.finish()?;
-            if &got != want {
-                bail!("the image's ostree.commit label says {want}, its commit layer holds {got}");
-            }
+        if base.is_some() && !base_present {
+            src.import_ostree_layers(&repo, n, progress)?;
         }
         let manifest_json = serde_json::to_string(&src.manifest)?;
         let config_json = serde_json::to_string(&src.config)?;

@@ -109,6 +109,40 @@ impl Source {
         }
     }
 
+    /// Import the first `n` (ostree) layers into `repo`'s open transaction, check the commit
+    /// against the `ostree.commit` label and for completeness; the commit and per-layer stats.
+    pub fn import_ostree_layers(
+        &self,
+        repo: &ostree::Repo,
+        n: usize,
+        progress: &dyn crate::progress::Progress,
+    ) -> Result<(String, Vec<crate::tar::tar_to_commit::LayerStats>)> {
+        use crate::tar::tar_to_commit::{LayerRole, ObjectImporter};
+        let mut imp = ObjectImporter::new(repo);
+        let mut stats = Vec::new();
+        for (i, l) in self.layers().iter().enumerate().take(n) {
+            let desc = format!("layer {i} ({})", l["digest"].as_str().unwrap_or("?"));
+            progress.layer_start(i, &desc, l["size"].as_u64().unwrap_or(0));
+            let mut v = self
+                .layer(i, super::unencapsulate::MAX_LAYER_UNCOMPRESSED)
+                .with_context(|| desc.clone())?;
+            let role = if i == 0 {
+                LayerRole::Commit
+            } else {
+                LayerRole::Chunk
+            };
+            stats.push(imp.import_layer(&mut v, role, &desc)?);
+            v.finish().with_context(|| desc.clone())?;
+            progress.layer_done(i);
+        }
+        let want = self.ostree_commit().unwrap_or_default();
+        let got = imp.commit().unwrap_or_default();
+        if got != want {
+            bail!("the image's {OSTREE_COMMIT} label says {want}, its commit layer holds {got}");
+        }
+        Ok((imp.finish()?, stats))
+    }
+
     /// Layer `i` as a verified tar stream.
     pub fn layer(
         &self,

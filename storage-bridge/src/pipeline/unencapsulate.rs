@@ -12,7 +12,7 @@ use super::source::Source;
 use crate::imgref::{OstreeImageReference, SignatureSource};
 use crate::labels::OSTREE_COMMIT;
 use crate::progress::Progress;
-use crate::tar::tar_to_commit::{LayerRole, LayerStats, ObjectImporter};
+use crate::tar::tar_to_commit::LayerStats;
 use crate::transport::SkopeoOptions;
 use anyhow::{bail, Context, Result};
 use ostree::gio;
@@ -64,33 +64,10 @@ pub fn unencapsulate(
     if layers.len() > n {
         bail!("{name} is a derived image ({} layers after the ostree commit); unencapsulate takes pure ostree images (image pull takes derived ones)", layers.len() - n);
     }
-    let want = src.ostree_commit().unwrap_or_default().to_string();
 
     repo.prepare_transaction(gio::Cancellable::NONE)?;
     let r = (|| -> Result<(String, Vec<LayerStats>)> {
-        let mut imp = ObjectImporter::new(&repo);
-        let mut stats = Vec::new();
-        for (i, l) in layers.iter().enumerate() {
-            let desc = format!("layer {i} ({})", l["digest"].as_str().unwrap_or("?"));
-            progress.layer_start(i, &desc, l["size"].as_u64().unwrap_or(0));
-            let mut v = src
-                .layer(i, MAX_LAYER_UNCOMPRESSED)
-                .with_context(|| desc.clone())?;
-            let role = if i == 0 {
-                LayerRole::Commit
-            } else {
-                LayerRole::Chunk
-            };
-            let s = imp.import_layer(&mut v, role, &desc)?;
-            v.finish().with_context(|| desc.clone())?;
-            progress.layer_done(i);
-            stats.push(s);
-        }
-        let got = imp.commit().unwrap_or_default().to_string();
-        if got != want {
-            bail!("the image's {OSTREE_COMMIT} label says {want}, its commit layer holds {got}");
-        }
-        let csum = imp.finish()?;
+        let (csum, stats) = src.import_ostree_layers(&repo, n, progress)?;
         if let Some(r) = &opts.write_ref {
             repo.transaction_set_ref(None, r, Some(&csum));
         }

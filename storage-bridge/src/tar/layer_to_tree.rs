@@ -121,38 +121,8 @@ fn empty_xattrs() -> glib::Variant {
     )
 }
 
-/// xattrs from PAX `SCHILY.xattr.*` records, as ostree's `a(ayay)` (names NUL-terminated, sorted).
-pub fn pax_xattrs(entry: &mut tar::Entry<'_, impl Read>) -> Result<glib::Variant> {
-    let mut items: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    if let Some(exts) = entry.pax_extensions()? {
-        for e in exts {
-            let e = e?;
-            if let Some(name) = e.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-                if name.is_empty() || name.contains(&0) {
-                    bail!("an xattr with an empty or NUL-containing name");
-                }
-                if e.value_bytes().len() > 1 << 16 {
-                    bail!(
-                        "xattr {} is larger than 64 KiB",
-                        String::from_utf8_lossy(name)
-                    );
-                }
-                let mut n = name.to_vec();
-                n.push(0);
-                items.push((n, e.value_bytes().to_vec()));
-            }
-        }
-    }
-    items.sort();
-    items.dedup_by(|a, b| a.0 == b.0);
-    let vs: Vec<glib::Variant> = items
-        .iter()
-        .map(|(k, v)| glib::Variant::tuple_from_iter([k.to_variant(), v.to_variant()]))
-        .collect();
-    Ok(glib::Variant::array_from_iter_with_type(
-        glib::VariantTy::new("(ayay)").expect("type"),
-        vs,
-    ))
+fn pax_xattrs(entry: &mut tar::Entry<'_, impl Read>) -> Result<glib::Variant> {
+    Ok(super::pax_xattrs(entry)?.unwrap_or_else(empty_xattrs))
 }
 
 impl<'r> TreeMerge<'r> {

@@ -7,3 +7,56 @@
 pub mod commit_to_tar;
 pub mod layer_to_tree;
 pub mod tar_to_commit;
+
+use anyhow::{bail, Result};
+use ostree::glib;
+use ostree::prelude::*;
+
+/// Largest value of one xattr carried in a PAX record.
+pub const MAX_PAX_XATTR: usize = 1 << 16;
+
+/// xattrs from an entry's PAX `SCHILY.xattr.*` records, as ostree's `a(ayay)` (names
+/// NUL-terminated, sorted, first of duplicates kept); None when there are none.
+pub fn pax_xattrs(
+    entry: &mut ::tar::Entry<'_, impl std::io::Read>,
+) -> Result<Option<glib::Variant>> {
+    let Some(exts) = entry.pax_extensions()? else {
+        return Ok(None);
+    };
+    let mut items: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for e in exts {
+        let e = e?;
+        if let Some(name) = e.key_bytes().strip_prefix(b"SCHILY.xattr.") {
+            if name.is_empty() || name.contains(&0) {
+                bail!("an xattr with an empty or NUL-containing name");
+            }
+            if e.value_bytes().len() > MAX_PAX_XATTR {
+                bail!(
+                    "xattr {} is larger than 64 KiB",
+                    String::from_utf8_lossy(name)
+                );
+            }
+            let mut n = name.to_vec();
+            n.push(0);
+            items.push((n, e.value_bytes().to_vec()));
+        }
+    }
+    if items.is_empty() {
+        return Ok(None);
+    }
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items.dedup_by(|a, b| a.0 == b.0);
+    Ok(Some(xattrs_variant(&items)))
+}
+
+/// `a(ayay)` from (NUL-terminated name, value) pairs.
+pub fn xattrs_variant(items: &[(Vec<u8>, Vec<u8>)]) -> glib::Variant {
+    let vs: Vec<glib::Variant> = items
+        .iter()
+        .map(|(k, v)| glib::Variant::tuple_from_iter([k.to_variant(), v.to_variant()]))
+        .collect();
+    glib::Variant::array_from_iter_with_type(
+        glib::VariantTy::new("(ayay)").expect("valid type"),
+        vs,
+    )
+}

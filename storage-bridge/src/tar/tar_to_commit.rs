@@ -81,33 +81,6 @@ fn xattrs_variant(data: &[u8]) -> glib::Variant {
     v.normal_form()
 }
 
-fn pax_xattrs(entry: &mut tar::Entry<'_, impl Read>) -> Result<Option<glib::Variant>> {
-    let Some(exts) = entry.pax_extensions()? else {
-        return Ok(None);
-    };
-    let mut items: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-    for e in exts {
-        let e = e?;
-        if let Some(name) = e.key_bytes().strip_prefix(b"SCHILY.xattr.") {
-            let mut n = name.to_vec();
-            n.push(0);
-            items.push((n, e.value_bytes().to_vec()));
-        }
-    }
-    if items.is_empty() {
-        return Ok(None);
-    }
-    items.sort();
-    let vs: Vec<glib::Variant> = items
-        .iter()
-        .map(|(k, v)| glib::Variant::tuple_from_iter([k.to_variant(), v.to_variant()]))
-        .collect();
-    Ok(Some(glib::Variant::array_from_iter_with_type(
-        glib::VariantTy::new("(ayay)").expect("type"),
-        vs,
-    )))
-}
-
 /// Imports the ostree layers of one image, in order, into an open transaction.
 pub struct ObjectImporter<'r> {
     repo: &'r Repo,
@@ -303,7 +276,9 @@ impl<'r> ObjectImporter<'r> {
                         Some((c, _)) => {
                             bail!(ctx(&format!("follows the xattrs of another object ({c})")))
                         }
-                        None => match pax_xattrs(&mut entry).with_context(|| ctx("PAX headers"))? {
+                        None => match super::pax_xattrs(&mut entry)
+                            .with_context(|| ctx("PAX headers"))?
+                        {
                             Some(v) => v,
                             None => bail!(ctx("content object without xattrs record")),
                         },

@@ -2,6 +2,7 @@
 //! (nothing touches the host's podman stores). Run by `scripts/demo.sh`.
 //!
 //! sample commit ─▶ encapsulate ─▶ containers-storage ─▶ podman run ─▶ podman build FROM ─▶ run
+//!   ─▶ image pull (derived image ─▶ one merged ostree commit)
 use anyhow::{Context, Result};
 use ostree_bridge_tests::{run_stdout, TestEnv, SAMPLE};
 
@@ -66,24 +67,9 @@ fn demo() -> Result<()> {
     );
 
     step(4, "podman build a derived image FROM it");
-    let ctx = env.path().join("ctx");
-    std::fs::create_dir_all(&ctx)?;
     let containerfile = "FROM localhost/sample-os:1\nRUN echo 'greetings from the derived image' > /usr/share/greeting && echo 'motd=1' > /etc/derived.conf\n";
-    std::fs::write(ctx.join("Containerfile"), containerfile)?;
     print!("{containerfile}");
-    run_stdout(
-        env.podman
-            .podman()
-            .args([
-                "build",
-                "-q",
-                "--network=none",
-                "--pull=never",
-                "-t",
-                "localhost/my-os:1",
-            ])
-            .arg(&ctx),
-    )?;
+    env.podman_build("localhost/my-os:1", containerfile)?;
 
     step(5, "podman run the derived image");
     print!(
@@ -100,6 +86,22 @@ fn demo() -> Result<()> {
 
     step(
         6,
+        "pull the derived image back into an ostree repo as one merged commit",
+    );
+    let dst = env.path().join("host-repo");
+    storage_bridge::fixture::create_repo(&dst, ostree::RepoMode::Bare)?;
+    print!(
+        "{}",
+        run_stdout(
+            env.ostree_container()
+                .args(["image", "pull"])
+                .arg(&dst)
+                .arg("ostree-unverified-image:containers-storage:localhost/my-os:1")
+        )?
+    );
+
+    step(
+        7,
         "export the same commit to an oci: directory (what ostree-ext and bootc also read)",
     );
     let oci = env.path().join("oci");
@@ -112,7 +114,7 @@ fn demo() -> Result<()> {
     )?;
     println!("oci:{}:1 {}", oci.display(), d.trim());
 
-    println!("\nNext stages (import of the derived image into ostree, deploy to a sysroot) are not built yet.");
+    println!("\nNext stage (deploying the merged commit into a sysroot) is not built yet.");
     println!("Demo complete.");
     Ok(())
 }
