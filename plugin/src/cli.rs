@@ -48,6 +48,50 @@ pub enum Command {
     /// Work with images stored in an ostree repository.
     #[command(subcommand)]
     Image(ImageCommand),
+
+    /// Show a sysroot's deployments: image, digests, version, kernel arguments.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The sysroot (default /).
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub sysroot: PathBuf,
+
+    /// Print JSON (schema_version 1, documented in README).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The sysroot to deploy into (default /).
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub sysroot: PathBuf,
+
+    /// The stateroot (osname) to deploy into; it must exist (`ostree admin os-init NAME`).
+    #[arg(long, value_name = "NAME")]
+    pub stateroot: String,
+
+    /// The image to import and deploy.
+    #[arg(long, value_name = "IMGREF")]
+    pub imgref: String,
+
+    /// Add a kernel argument (repeatable), after the image's kargs.d ones.
+    #[arg(long = "karg", value_name = "KARG", allow_hyphen_values = true)]
+    pub kargs: Vec<String>,
+
+    /// The image reference to record for later upgrades (default: IMGREF).
+    #[arg(long, value_name = "IMGREF")]
+    pub target_imgref: Option<String>,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Print a JSON report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,6 +106,18 @@ pub enum ImageCommand {
     ///   ostree-container image pull /ostree/repo \
     ///       ostree-unverified-image:containers-storage:localhost/myos
     Pull(Box<PullArgs>),
+
+    /// Import an image and deploy it: the next boot runs it, the current default stays as the
+    /// rollback.
+    ///
+    /// The image must be bootable (ostree.bootable or containers.bootc label, exactly one
+    /// /usr/lib/modules/$KVER/vmlinuz). Kernel arguments come from the image's
+    /// /usr/lib/bootc/kargs.d/*.toml and --karg. On a booted host the deployment is staged and
+    /// finalized at shutdown; on another sysroot it is written at once. Example:
+    ///
+    ///   ostree-container image deploy --sysroot /mnt/sysroot --stateroot myos \
+    ///       --imgref ostree-unverified-image:containers-storage:localhost/myos
+    Deploy(Box<DeployArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ fn main() {
     }
     let cli = cli::Cli::parse_from(args);
     render::init_logging();
+    storage_bridge::commit::route_libostree_messages_to_stderr();
     if let Err(e) = cmd::run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

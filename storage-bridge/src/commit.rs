@@ -344,3 +344,10 @@ pub fn open_file(repo: &Repo, checksum: &str) -> Result<(FileMeta, Option<impl s
     let meta = file_meta(&info, &xattrs, checksum)?;
     Ok((meta, stream.map(|s| s.into_read())))
 }
+
+/// libostree prints progress (e.g. "Freed objects: …" after a sysroot cleanup) on stdout with
+/// `g_print`; a CLI whose stdout carries `--json` routes those messages to stderr with this.
+pub fn route_libostree_messages_to_stderr() {
+    #[allow(clippy::print_stderr)]
+    glib::set_print_handler(|s| eprint!("{s}"));
+}

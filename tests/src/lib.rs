@@ -154,7 +154,48 @@ impl Default for TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         self.podman.cleanup();
+        unlock_deployments(self.path());
     }
+}
+
+/// ostree marks deployment roots immutable (`chattr +i`); clear that on the sysroots directly
+/// inside `dir` so the test's temp dir can be removed.
+pub fn unlock_deployments(dir: &Path) {
+    let Ok(children) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for sysroot in children.flatten() {
+        let Ok(staterooots) = std::fs::read_dir(sysroot.path().join("ostree/deploy")) else {
+            continue;
+        };
+        for st in staterooots.flatten() {
+            let Ok(deps) = std::fs::read_dir(st.path().join("deploy")) else {
+                continue;
+            };
+            for d in deps.flatten() {
+                if d.path().is_dir() {
+                    Command::new("chattr").arg("-i").arg(d.path()).status().ok();
+                }
+            }
+        }
+    }
+}
+
+/// A throwaway sysroot at `dir/name` with stateroot `stateroot` (`ostree admin init-fs`,
+/// `os-init`).
+pub fn new_sysroot(dir: &Path, name: &str, stateroot: &str) -> Result<PathBuf> {
+    let p = dir.join(name);
+    std::fs::create_dir_all(&p)?;
+    run(Command::new(require_tool("ostree"))
+        .args(["admin", "init-fs"])
+        .arg(&p))?;
+    run(Command::new("ostree").args([
+        "admin",
+        "os-init",
+        &format!("--sysroot={}", p.display()),
+        stateroot,
+    ]))?;
+    Ok(p)
 }
 
 /// The peer (ostree-ext 0.15.3) binary, built from `../shared/bench/peer-ostree-ext` with

@@ -1,6 +1,8 @@
 //! One handler file per verb.
+mod deploy;
 mod encapsulate;
 mod pull;
+mod status;
 mod unencapsulate;
 
 use crate::cli::{Cli, Command, ImageCommand};
@@ -10,5 +12,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Encapsulate(a) => encapsulate::run(*a),
         Command::Unencapsulate(a) => unencapsulate::run(*a),
         Command::Image(ImageCommand::Pull(a)) => pull::run(*a),
+        Command::Image(ImageCommand::Deploy(a)) => deploy::run(*a),
+        Command::Status(a) => status::run(a),
     }
 }

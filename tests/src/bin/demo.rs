@@ -2,7 +2,7 @@
 //! (nothing touches the host's podman stores). Run by `scripts/demo.sh`.
 //!
 //! sample commit ─▶ encapsulate ─▶ containers-storage ─▶ podman run ─▶ podman build FROM ─▶ run
-//!   ─▶ image pull (derived image ─▶ one merged ostree commit)
+//!   ─▶ image pull (derived image ─▶ one merged ostree commit) ─▶ image deploy ─▶ status
 use anyhow::{Context, Result};
 use ostree_bridge_tests::{run_stdout, TestEnv, SAMPLE};
 
@@ -102,6 +102,40 @@ fn demo() -> Result<()> {
 
     step(
         7,
+        "deploy the derived image into a throwaway sysroot, then show its status",
+    );
+    let sysroot = ostree_bridge_tests::new_sysroot(env.path(), "sysroot", "myos")?;
+    print!(
+        "{}",
+        run_stdout(
+            env.ostree_container()
+                .args(["image", "deploy", "--stateroot", "myos", "--sysroot"])
+                .arg(&sysroot)
+                .args([
+                    "--imgref",
+                    "ostree-unverified-image:containers-storage:localhost/my-os:1",
+                    "--karg",
+                    "demo=1"
+                ])
+        )?
+    );
+    print!(
+        "{}",
+        run_stdout(
+            env.ostree_container()
+                .args(["status", "--sysroot"])
+                .arg(&sysroot)
+        )?
+    );
+    let entries = sysroot.join("boot/loader/entries");
+    for e in std::fs::read_dir(&entries)? {
+        let p = e?.path();
+        println!("--- {}", p.display());
+        print!("{}", std::fs::read_to_string(&p)?);
+    }
+
+    step(
+        8,
         "export the same commit to an oci: directory (what ostree-ext and bootc also read)",
     );
     let oci = env.path().join("oci");
@@ -114,7 +148,6 @@ fn demo() -> Result<()> {
     )?;
     println!("oci:{}:1 {}", oci.display(), d.trim());
 
-    println!("\nNext stage (deploying the merged commit into a sysroot) is not built yet.");
     println!("Demo complete.");
     Ok(())
 }

@@ -1,0 +1,211 @@
+//! `image deploy` and `status` on throwaway sysroots, with real podman-built images carrying a
+//! fake kernel.
+
+use ostree_bridge_tests::{new_sysroot, run_stdout, TestEnv, SAMPLE};
+use serde_json::Value;
+use std::path::Path;
+
+fn deploy(env: &TestEnv, sysroot: &Path, imgref: &str, extra: &[&str]) -> Value {
+    let out = run_stdout(
+        env.ostree_container()
+            .args([
+                "image",
+                "deploy",
+                "--json",
+                "--stateroot",
+                "myos",
+                "--sysroot",
+            ])
+            .arg(sysroot)
+            .args(["--imgref", imgref])
+            .args(extra),
+    )
+    .unwrap();
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn status(env: &TestEnv, sysroot: &Path) -> Value {
+    let out = run_stdout(
+        env.ostree_container()
+            .args(["status", "--json", "--sysroot"])
+            .arg(sysroot),
+    )
+    .unwrap();
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn deploys_a_derived_image_with_kargs_origin_and_etc() {
+    let env = TestEnv::new();
+    let (src, base) = env.repo_with("src", "sample", SAMPLE).unwrap();
+    run_stdout(
+        env.ostree_container()
+            .args(["encapsulate", "-q", "--repo"])
+            .arg(&src)
+            .arg("sample")
+            .arg(env.cstor_ref("localhost/base:1")),
+    )
+    .unwrap();
+    env.podman_build("localhost/myos:1", "FROM localhost/base:1\nRUN echo 'from the image' > /etc/image-config && echo 'kargs = [\"derived.karg\"]' > /usr/lib/bootc/kargs.d/20-derived.toml\n").unwrap();
+    let sysroot = new_sysroot(env.path(), "sysroot", "myos").unwrap();
+    let imgref = "ostree-unverified-image:containers-storage:localhost/myos:1";
+    let r = deploy(&env, &sysroot, imgref, &["--karg", "user.karg=1"]);
+    assert_eq!(r["staged"], false);
+    assert_eq!(r["pull"]["base_commit"], base.as_str());
+    let kargs: Vec<&str> = r["kargs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kargs,
+        [
+            "console=ttyS0,115200",
+            "sample.karg=1",
+            "derived.karg",
+            "user.karg=1"
+        ]
+    );
+    // Boot loader entry with the kargs and the fake kernel.
+    let entries = sysroot.join("boot/loader/entries");
+    let conf: Vec<_> = std::fs::read_dir(&entries)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(conf.len(), 1, "{conf:?}");
+    let text = std::fs::read_to_string(&conf[0]).unwrap();
+    assert!(
+        text.contains(
+            "options console=ttyS0,115200 sample.karg=1 derived.karg user.karg=1 ostree="
+        ),
+        "{text}"
+    );
+    assert!(text.contains("vmlinuz-6.1.0-sample"), "{text}");
+    // Origin file and the deployment's /etc from the image's /usr/etc.
+    let dep = Path::new(r["deployment_path"].as_str().unwrap());
+    let origin = std::fs::read_to_string(dep.with_extension(format!(
+        "{}.origin",
+        dep.extension().unwrap().to_string_lossy()
+    )))
+    .unwrap();
+    assert_eq!(
+        origin,
+        format!("[origin]\ncontainer-image-reference={imgref}\n")
+    );
+    assert_eq!(
+        std::fs::read_to_string(dep.join("etc/image-config")).unwrap(),
+        "from the image\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dep.join("etc/os-release")).unwrap(),
+        "NAME=Sample\nID=sample\n"
+    );
+
+    // Status: one deployment, the default, from the image.
+    let s = status(&env, &sysroot);
+    assert_eq!(s["schema_version"], 1);
+    let d = &s["deployments"][0];
+    assert_eq!(d["image"], imgref);
+    assert_eq!(d["default"], true);
+    assert_eq!(d["version"], "1.0");
+    assert!(d["manifest_digest"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+
+    // A second deploy: the first becomes the rollback, kargs carry over.
+    let r2 = deploy(&env, &sysroot, imgref, &["--karg", "second=1"]);
+    let k2: Vec<&str> = r2["kargs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert!(
+        k2.contains(&"user.karg=1") && k2.contains(&"second=1"),
+        "{k2:?}"
+    );
+    let s = status(&env, &sysroot);
+    assert_eq!(s["deployments"].as_array().unwrap().len(), 2);
+    assert_eq!(s["deployments"][1]["rollback"], true);
+}
+
+#[test]
+fn refuses_images_that_cannot_boot() {
+    let env = TestEnv::new();
+    let sysroot = new_sysroot(env.path(), "sysroot", "myos").unwrap();
+    let fail = |imgref: &str, extra: &[&str], want: &str| {
+        let o = env
+            .ostree_container()
+            .args(["image", "deploy", "--stateroot", "myos", "--sysroot"])
+            .arg(&sysroot)
+            .args(["--imgref", imgref])
+            .args(extra)
+            .output()
+            .unwrap();
+        let e = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "{imgref} deployed");
+        assert!(e.contains(want), "{e}");
+    };
+    // No kernel.
+    let (src, _) = env
+        .repo_with("nokernel", "x", "bootable\nfile usr/bin/x content=\"x\"\n")
+        .unwrap();
+    let oci = env.path().join("nokernel-oci");
+    run_stdout(
+        env.ostree_container()
+            .args(["encapsulate", "-q", "--repo"])
+            .arg(&src)
+            .arg("x")
+            .arg(format!("oci:{}", oci.display())),
+    )
+    .unwrap();
+    fail(&format!("oci:{}", oci.display()), &[], "no kernel");
+    // Not labelled bootable.
+    let (src, _) = env
+        .repo_with("nolabel", "x", "kernel 6.1\nfile usr/bin/x content=\"x\"\n")
+        .unwrap();
+    let oci = env.path().join("nolabel-oci");
+    run_stdout(
+        env.ostree_container()
+            .args(["encapsulate", "-q", "--repo"])
+            .arg(&src)
+            .arg("x")
+            .arg(format!("oci:{}", oci.display())),
+    )
+    .unwrap();
+    fail(&format!("oci:{}", oci.display()), &[], "not bootable");
+    // Missing stateroot and sysroot.
+    let o = env
+        .ostree_container()
+        .args(["image", "deploy", "--stateroot", "nope", "--sysroot"])
+        .arg(&sysroot)
+        .arg("--imgref")
+        .arg(format!("oci:{}", oci.display()))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("stateroot \"nope\" does not exist"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = env
+        .ostree_container()
+        .args([
+            "image",
+            "deploy",
+            "--stateroot",
+            "myos",
+            "--sysroot",
+            "/nonexistent",
+            "--imgref",
+            "oci:/x",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not an ostree sysroot"));
+    // Nothing was deployed.
+    let s = status(&env, &sysroot);
+    assert_eq!(s["deployments"].as_array().unwrap().len(), 0);
+}
