@@ -12,3 +12,4 @@ pub mod kargs;
 pub mod origin;
 pub mod stage;
 pub mod status;
+pub mod upgrade;

@@ -51,6 +51,32 @@ pub enum Command {
 
     /// Show a sysroot's deployments: image, digests, version, kernel arguments.
     Status(StatusArgs),
+
+    /// Resolve the deployed image reference again (a tag in containers-storage too) and deploy
+    /// it when its manifest changed; says "No update available." otherwise and writes nothing.
+    Upgrade(Box<UpgradeArgs>),
+}
+
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// The sysroot (default /).
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub sysroot: PathBuf,
+
+    /// Only check: read the manifest, fetch no layer, change nothing.
+    #[arg(long, conflicts_with = "download_only")]
+    pub check: bool,
+
+    /// Import the update but do not deploy it.
+    #[arg(long)]
+    pub download_only: bool,
+
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Print a JSON report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

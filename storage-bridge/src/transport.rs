@@ -105,7 +105,10 @@ pub fn skopeo_copy(
         .filter(|s| !s.is_empty()))
 }
 
-/// `skopeo copy SRC oci:DIR`: stage any image as an OCI layout.
+/// `skopeo copy SRC oci:DIR`: stage any image as an OCI layout, keeping the source's manifest
+/// byte for byte when the layers allow it (`--preserve-digests`), converting otherwise (a
+/// containers-storage image that came from a compressed one cannot hand its blobs out as
+/// they were named).
 pub fn skopeo_copy_to_oci(src: &str, dir: &Path, opts: &SkopeoOptions) -> Result<()> {
     let mut args: Vec<String> = vec!["copy".into(), "--quiet".into()];
     if let Some(a) = &opts.authfile {
@@ -116,6 +119,17 @@ pub fn skopeo_copy_to_oci(src: &str, dir: &Path, opts: &SkopeoOptions) -> Result
     }
     args.push(src.to_string());
     args.push(format!("oci:{}", dir.display()));
+    // docker-archive synthesizes a manifest whose media types do not match its blobs; keep
+    // the digests only where the source's manifest is real (stores and registries).
+    if src.starts_with(Transport::ContainerStorage.prefix())
+        || src.starts_with(Transport::Registry.prefix())
+    {
+        let mut preserving = args.clone();
+        preserving.insert(2, "--preserve-digests".into());
+        if run_skopeo(&preserving, &format!("reading {src}")).is_ok() {
+            return Ok(());
+        }
+    }
     run_skopeo(&args, &format!("reading {src}"))?;
     Ok(())
 }
@@ -126,23 +140,12 @@ pub fn read_manifest(r: &ImageReference, opts: &SkopeoOptions) -> Result<serde_j
         let (path, tag) = r.path_and_tag();
         let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())
             .with_context(|| format!("opening OCI directory {path}"))?;
-        let oci = OciDir::ensure(dir)?;
+        let oci = OciDir::open_existing(dir)?;
         let m = oci.find_manifest(tag)?;
         oci.read_blob(&m.digest, MAX_MANIFEST)?
     } else {
-        let mut args: Vec<String> = vec!["inspect".into(), "--raw".into()];
-        if let Some(a) = &opts.authfile {
-            args.push(format!("--authfile={}", a.display()));
-        }
-        if let Some(v) = opts.tls_verify {
-            args.push(format!("--tls-verify={v}"));
-        }
-        args.push(r.to_string());
-        run_skopeo(&args, &format!("reading the manifest of {r}"))?
+        read_manifest_bytes(r, opts)?
     };
-    if data.len() as u64 > MAX_MANIFEST {
-        bail!("manifest of {r} is over {MAX_MANIFEST} bytes");
-    }
     let v: serde_json::Value =
         serde_json::from_slice(&data).with_context(|| format!("parsing the manifest of {r}"))?;
     if v.get("manifests").is_some() {
@@ -152,6 +155,37 @@ pub fn read_manifest(r: &ImageReference, opts: &SkopeoOptions) -> Result<serde_j
         bail!("the manifest of {r} has no layers list");
     }
     Ok(v)
+}
+
+/// The manifest digest `r` resolves to now, reading only the manifest (no layer).
+pub fn manifest_digest(r: &ImageReference, opts: &SkopeoOptions) -> Result<String> {
+    if r.transport == Transport::OciDir {
+        let (path, tag) = r.path_and_tag();
+        let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())
+            .with_context(|| format!("opening OCI directory {path}"))?;
+        return Ok(OciDir::open_existing(dir)?.find_manifest(tag)?.digest);
+    }
+    let v = read_manifest_bytes(r, opts)?;
+    Ok(format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&v))
+    ))
+}
+
+pub fn read_manifest_bytes(r: &ImageReference, opts: &SkopeoOptions) -> Result<Vec<u8>> {
+    let mut args: Vec<String> = vec!["inspect".into(), "--raw".into()];
+    if let Some(a) = &opts.authfile {
+        args.push(format!("--authfile={}", a.display()));
+    }
+    if let Some(v) = opts.tls_verify {
+        args.push(format!("--tls-verify={v}"));
+    }
+    args.push(r.to_string());
+    let data = run_skopeo(&args, &format!("reading the manifest of {r}"))?;
+    if data.len() as u64 > MAX_MANIFEST {
+        bail!("manifest of {r} is over {MAX_MANIFEST} bytes");
+    }
+    Ok(data)
 }
 
 /// The chunk layout of a prior build: `ostree.components` of layers 1.., or an error naming the

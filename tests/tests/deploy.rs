@@ -209,3 +209,90 @@ fn refuses_images_that_cannot_boot() {
     let s = status(&env, &sysroot);
     assert_eq!(s["deployments"].as_array().unwrap().len(), 0);
 }
+
+fn upgrade(env: &TestEnv, sysroot: &Path, extra: &[&str]) -> Value {
+    let out = run_stdout(
+        env.ostree_container()
+            .args(["upgrade", "--json", "--sysroot"])
+            .arg(sysroot)
+            .args(extra),
+    )
+    .unwrap();
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn upgrade_follows_a_rebuilt_tag_keeps_local_etc_and_says_no_update() {
+    let env = TestEnv::new();
+    let (src, _) = env.repo_with("src", "sample", SAMPLE).unwrap();
+    run_stdout(
+        env.ostree_container()
+            .args(["encapsulate", "-q", "--repo"])
+            .arg(&src)
+            .arg("sample")
+            .arg(env.cstor_ref("localhost/base:1")),
+    )
+    .unwrap();
+    env.podman_build(
+        "localhost/myos:latest",
+        "FROM localhost/base:1\nRUN echo v1 > /etc/image-version\n",
+    )
+    .unwrap();
+    let sysroot = new_sysroot(env.path(), "sysroot", "myos").unwrap();
+    let imgref = "ostree-unverified-image:containers-storage:localhost/myos:latest";
+    let d1 = deploy(&env, &sysroot, imgref, &[]);
+    // Nothing changed: no update, nothing written.
+    let r = upgrade(&env, &sysroot, &[]);
+    assert_eq!(r["update_available"], false, "{r}");
+    assert_eq!(r["action"], "none");
+    assert_eq!(
+        status(&env, &sysroot)["deployments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // A local change to the deployment's /etc, then a rebuild under the same tag.
+    let dep1 = Path::new(d1["deployment_path"].as_str().unwrap()).to_path_buf();
+    std::fs::write(dep1.join("etc/local.conf"), "mine\n").unwrap();
+    env.podman_build(
+        "localhost/myos:latest",
+        "FROM localhost/base:1\nRUN echo v2 > /etc/image-version && echo new > /etc/added-in-v2\n",
+    )
+    .unwrap();
+    let check = upgrade(&env, &sysroot, &["--check"]);
+    assert_eq!(check["update_available"], true);
+    assert_eq!(check["action"], "checked");
+    assert_eq!(
+        status(&env, &sysroot)["deployments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "--check writes nothing"
+    );
+    let r = upgrade(&env, &sysroot, &[]);
+    assert_eq!(r["action"], "deployed", "{r}");
+    let dep2 = Path::new(r["deployed"]["deployment_path"].as_str().unwrap()).to_path_buf();
+    assert_eq!(
+        std::fs::read_to_string(dep2.join("etc/local.conf")).unwrap(),
+        "mine\n",
+        "local /etc change kept"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dep2.join("etc/image-version")).unwrap(),
+        "v2\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dep2.join("etc/added-in-v2")).unwrap(),
+        "new\n"
+    );
+    let s = status(&env, &sysroot);
+    assert_eq!(s["deployments"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        s["deployments"][0]["manifest_digest"],
+        r["available_digest"]
+    );
+    // And again: no update.
+    assert_eq!(upgrade(&env, &sysroot, &[])["update_available"], false);
+}

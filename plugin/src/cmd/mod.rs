@@ -4,6 +4,7 @@ mod encapsulate;
 mod pull;
 mod status;
 mod unencapsulate;
+mod upgrade;
 
 use crate::cli::{Cli, Command, ImageCommand};
 
@@ -14,5 +15,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Pull(a)) => pull::run(*a),
         Command::Image(ImageCommand::Deploy(a)) => deploy::run(*a),
         Command::Status(a) => status::run(a),
+        Command::Upgrade(a) => upgrade::run(*a),
     }
 }

@@ -46,6 +46,17 @@ impl OciDir {
         })
     }
 
+    /// Open an existing layout for reading, writing nothing.
+    pub fn open_existing(dir: Dir) -> Result<Self> {
+        if !dir.try_exists("index.json")? {
+            bail!("not an OCI image layout (no index.json)");
+        }
+        Ok(OciDir {
+            dir,
+            added: Mutex::new(Vec::new()),
+        })
+    }
+
     fn blob_name(digest: &str) -> Result<String> {
         let hex = digest
             .strip_prefix("sha256:")

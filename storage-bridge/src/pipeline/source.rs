@@ -24,6 +24,9 @@ pub struct Source {
 
 impl Source {
     pub fn open(r: &ImageReference, opts: &SkopeoOptions) -> Result<Self> {
+        // The digest the source itself gives its manifest (what `upgrade` compares later);
+        // for oci: layouts, the index's.
+        let mut source_digest = None;
         let (oci, tag, staged) = if r.transport == Transport::OciDir {
             let (p, tag) = r.path_and_tag();
             if !Path::new(p).join("index.json").is_file() {
@@ -31,14 +34,19 @@ impl Source {
             }
             let dir = Dir::open_ambient_dir(p, cap_std::ambient_authority())
                 .with_context(|| format!("opening {p}"))?;
-            (OciDir::ensure(dir)?, tag.map(str::to_string), None)
+            (OciDir::open_existing(dir)?, tag.map(str::to_string), None)
         } else {
+            let raw = transport::read_manifest_bytes(r, opts)?;
+            source_digest = Some(format!(
+                "sha256:{}",
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&raw))
+            ));
             let tmp = tempfile::Builder::new()
                 .prefix("ostree-container-src-")
                 .tempdir()?;
             transport::skopeo_copy_to_oci(&r.to_string(), tmp.path(), opts)?;
             let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
-            (OciDir::ensure(dir)?, None, Some(tmp))
+            (OciDir::open_existing(dir)?, None, Some(tmp))
         };
         let mdesc = oci.find_manifest(tag.as_deref())?;
         let manifest: Value = serde_json::from_slice(&oci.read_blob(&mdesc.digest, MAX_DOC)?)
@@ -50,7 +58,7 @@ impl Source {
             .context("parsing the config")?;
         Ok(Source {
             oci,
-            manifest_digest: mdesc.digest,
+            manifest_digest: source_digest.unwrap_or(mdesc.digest),
             manifest,
             config,
             _staged: staged,
