@@ -9,6 +9,7 @@
 //! [`stage`] and [`status`].
 
 pub mod kargs;
+pub mod manage;
 pub mod origin;
 pub mod stage;
 pub mod status;

@@ -55,6 +55,48 @@ pub enum Command {
     /// Resolve the deployed image reference again (a tag in containers-storage too) and deploy
     /// it when its manifest changed; says "No update available." otherwise and writes nothing.
     Upgrade(Box<UpgradeArgs>),
+
+    /// Deploy another image in the default deployment's stateroot, and follow it from now on.
+    Switch(Box<SwitchArgs>),
+
+    /// Make the rollback deployment the default again (the current default becomes the
+    /// rollback).
+    Rollback(SysrootArgs),
+
+    /// Pin deployment INDEX (as `status` numbers them) so cleanup never removes it.
+    Pin(PinArgs),
+
+    /// Unpin deployment INDEX.
+    Unpin(PinArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SysrootArgs {
+    /// The sysroot (default /).
+    #[arg(long, value_name = "PATH", default_value = "/")]
+    pub sysroot: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    #[command(flatten)]
+    pub sysroot: SysrootArgs,
+    /// The deployment's index in `status`.
+    pub index: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    #[command(flatten)]
+    pub sysroot: SysrootArgs,
+    /// The image to switch to.
+    #[arg(value_name = "IMGREF")]
+    pub imgref: String,
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Print a JSON report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

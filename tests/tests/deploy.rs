@@ -296,3 +296,59 @@ fn upgrade_follows_a_rebuilt_tag_keeps_local_etc_and_says_no_update() {
     // And again: no update.
     assert_eq!(upgrade(&env, &sysroot, &[])["update_available"], false);
 }
+
+#[test]
+fn rollback_pin_and_switch() {
+    let env = TestEnv::new();
+    let (src, _) = env.repo_with("src", "sample", SAMPLE).unwrap();
+    let a = env.path().join("a");
+    let b = env.path().join("b");
+    run_stdout(
+        env.ostree_container()
+            .args(["encapsulate", "-q", "--repo"])
+            .arg(&src)
+            .arg("sample")
+            .arg(format!("oci:{}", a.display())),
+    )
+    .unwrap();
+    run_stdout(
+        env.ostree_container()
+            .args(["encapsulate", "-q", "--label", "flavour=b", "--repo"])
+            .arg(&src)
+            .arg("sample")
+            .arg(format!("oci:{}", b.display())),
+    )
+    .unwrap();
+    let sysroot = new_sysroot(env.path(), "sysroot", "myos").unwrap();
+    let ia = format!("ostree-unverified-image:oci:{}", a.display());
+    let ib = format!("ostree-unverified-image:oci:{}", b.display());
+    let oc = |args: &[&str]| {
+        let mut c = env.ostree_container();
+        c.args(args).arg("--sysroot").arg(&sysroot);
+        c.output().unwrap()
+    };
+    // No rollback with one deployment.
+    deploy(&env, &sysroot, &ia, &[]);
+    let o = oc(&["rollback"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no rollback deployment"));
+    // switch to b: b is the default, a the rollback.
+    let o = oc(&["switch", &ib]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = status(&env, &sysroot);
+    assert_eq!(s["deployments"][0]["image"], ib.as_str());
+    assert_eq!(s["deployments"][1]["image"], ia.as_str());
+    // rollback: a is the default again.
+    assert!(oc(&["rollback"]).status.success());
+    let s = status(&env, &sysroot);
+    assert_eq!(s["deployments"][0]["image"], ia.as_str());
+    assert_eq!(s["deployments"][0]["default"], true);
+    assert_eq!(s["deployments"][1]["image"], ib.as_str());
+    // pin 1, unpin 1; an index out of range is an error.
+    assert!(oc(&["pin", "1"]).status.success());
+    assert_eq!(status(&env, &sysroot)["deployments"][1]["pinned"], true);
+    assert!(oc(&["unpin", "1"]).status.success());
+    assert_eq!(status(&env, &sysroot)["deployments"][1]["pinned"], false);
+    let o = oc(&["pin", "7"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no deployment 7"));
+}

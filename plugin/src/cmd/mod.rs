@@ -1,6 +1,7 @@
 //! One handler file per verb.
 mod deploy;
 mod encapsulate;
+mod manage;
 mod pull;
 mod status;
 mod unencapsulate;
@@ -16,5 +17,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Deploy(a)) => deploy::run(*a),
         Command::Status(a) => status::run(a),
         Command::Upgrade(a) => upgrade::run(*a),
+        Command::Switch(a) => manage::switch(*a),
+        Command::Rollback(a) => manage::rollback(a),
+        Command::Pin(a) => manage::pin(a, true),
+        Command::Unpin(a) => manage::pin(a, false),
     }
 }
