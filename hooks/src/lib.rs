@@ -9,6 +9,7 @@
 //! [`stage`] and [`status`].
 
 pub mod kargs;
+pub mod lint;
 pub mod manage;
 pub mod origin;
 pub mod stage;

@@ -68,6 +68,29 @@ pub enum Command {
 
     /// Unpin deployment INDEX.
     Unpin(PinArgs),
+
+    /// Checks meant for container builds.
+    #[command(subcommand)]
+    Container(ContainerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Check a root filesystem for what would fail or be lost on import and deploy; meant as
+    /// the last `RUN` of a Containerfile. Exit status: 0 clean, 1 fatal problems, 2 warnings.
+    ///
+    ///   RUN ostree-container container lint
+    Lint(LintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// The root filesystem to check (default /).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub rootfs: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

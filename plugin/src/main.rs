@@ -6,9 +6,10 @@ mod render;
 use clap::Parser;
 
 fn main() {
-    // `ostree container ...` runs us with `container` as the first argument.
+    // `ostree container ...` runs us with `container` as the first argument; our own
+    // `container lint` verb keeps it (`ostree container container lint` works too).
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == "container") {
+    if args.get(1).is_some_and(|a| a == "container") && args.get(2).is_none_or(|a| a != "lint") {
         args.remove(1);
     }
     let cli = cli::Cli::parse_from(args);

@@ -1,13 +1,14 @@
 //! One handler file per verb.
 mod deploy;
 mod encapsulate;
+mod lint;
 mod manage;
 mod pull;
 mod status;
 mod unencapsulate;
 mod upgrade;
 
-use crate::cli::{Cli, Command, ImageCommand};
+use crate::cli::{Cli, Command, ContainerCommand, ImageCommand};
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -21,5 +22,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rollback(a) => manage::rollback(a),
         Command::Pin(a) => manage::pin(a, true),
         Command::Unpin(a) => manage::pin(a, false),
+        Command::Container(ContainerCommand::Lint(a)) => lint::run(a),
     }
 }
