@@ -8,6 +8,7 @@
 //! Pure parsing lives in [`origin`] and [`kargs`]; everything that touches the sysroot in
 //! [`stage`] and [`status`].
 
+pub mod etc_merge;
 pub mod kargs;
 pub mod lint;
 pub mod manage;

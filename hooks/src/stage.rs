@@ -33,6 +33,8 @@ pub struct DeployReport {
     pub kargs: Vec<String>,
     pub image_kargs: Vec<String>,
     pub origin_imgref: String,
+    /// What the `/etc` merge keeps, takes and conflicts on (None on a first deployment).
+    pub etc: Option<crate::etc_merge::EtcReport>,
     pub pull: storage_bridge::PullReport,
 }
 
@@ -250,6 +252,20 @@ pub fn deploy(
         dep.csum(),
         dep.deployserial()
     );
+    let etc = match &merge {
+        Some(m) => {
+            let old = sysroot_path.join(format!(
+                "ostree/deploy/{stateroot}/deploy/{}.{}",
+                m.csum(),
+                m.deployserial()
+            ));
+            Some(
+                crate::etc_merge::report(&old, &sysroot_path.join(&rel))
+                    .context("comparing /etc")?,
+            )
+        }
+        None => None,
+    };
     Ok(DeployReport {
         stateroot: stateroot.to_string(),
         commit,
@@ -258,6 +274,7 @@ pub fn deploy(
         kargs: all,
         image_kargs,
         origin_imgref: origin_ref,
+        etc,
         pull,
     })
 }

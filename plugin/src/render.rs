@@ -171,3 +171,21 @@ pub fn pull_summary(r: &storage_bridge::PullReport) {
         }
     }
 }
+
+pub fn etc_report(r: Option<&ostree_bridge_hooks::etc_merge::EtcReport>) {
+    let Some(r) = r else { return };
+    let line = |what: &str, v: &[String]| {
+        if !v.is_empty() {
+            println!(
+                "/etc {what}: {}",
+                v.iter()
+                    .map(|p| format!("/etc/{p}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    };
+    line("local changes kept", &r.kept_local);
+    line("changes from the image", &r.from_image);
+    line("conflicts (local version kept)", &r.conflicts);
+}

@@ -255,6 +255,7 @@ fn upgrade_follows_a_rebuilt_tag_keeps_local_etc_and_says_no_update() {
     // A local change to the deployment's /etc, then a rebuild under the same tag.
     let dep1 = Path::new(d1["deployment_path"].as_str().unwrap()).to_path_buf();
     std::fs::write(dep1.join("etc/local.conf"), "mine\n").unwrap();
+    std::fs::write(dep1.join("etc/image-version"), "locally pinned\n").unwrap();
     env.podman_build(
         "localhost/myos:latest",
         "FROM localhost/base:1\nRUN echo v2 > /etc/image-version && echo new > /etc/added-in-v2\n",
@@ -281,7 +282,26 @@ fn upgrade_follows_a_rebuilt_tag_keeps_local_etc_and_says_no_update() {
     );
     assert_eq!(
         std::fs::read_to_string(dep2.join("etc/image-version")).unwrap(),
-        "v2\n"
+        "locally pinned\n",
+        "a conflict keeps the local file"
+    );
+    let etc = &r["deployed"]["etc"];
+    assert_eq!(
+        etc["kept_local"],
+        serde_json::json!(["local.conf"]),
+        "{etc}"
+    );
+    assert_eq!(
+        etc["conflicts"],
+        serde_json::json!(["image-version"]),
+        "{etc}"
+    );
+    assert!(
+        etc["from_image"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("added-in-v2")),
+        "{etc}"
     );
     assert_eq!(
         std::fs::read_to_string(dep2.join("etc/added-in-v2")).unwrap(),

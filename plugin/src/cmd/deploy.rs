@@ -37,5 +37,6 @@ pub fn run(a: DeployArgs) -> Result<()> {
         }
     );
     println!("Kernel arguments: {}", r.kargs.join(" "));
+    render::etc_report(r.etc.as_ref());
     Ok(())
 }
