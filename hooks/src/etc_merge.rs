@@ -5,8 +5,8 @@
 //! deployment's `/usr/etc` against the new one's. Both are our own deployments on the host.
 
 use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -21,8 +21,13 @@ pub struct EtcReport {
     pub conflicts: Vec<String>,
 }
 
-/// (type, mode, owner, content digest or link target) of every entry under `dir`.
-fn snapshot(dir: &Path) -> Result<BTreeMap<String, (char, u32, u32, u32, Vec<u8>)>> {
+/// (type, mode, uid, gid, content digest or link target) of one entry.
+type EntryState = (char, u32, u32, u32, Vec<u8>);
+/// Every entry under a directory, by relative path.
+type Snapshot = BTreeMap<String, EntryState>;
+
+/// The state of every entry under `dir`.
+fn snapshot(dir: &Path) -> Result<Snapshot> {
     let mut out = BTreeMap::new();
     if !dir.exists() {
         return Ok(out);
@@ -55,9 +60,9 @@ fn snapshot(dir: &Path) -> Result<BTreeMap<String, (char, u32, u32, u32, Vec<u8>
                 stack.push(r.clone());
                 ('d', Vec::new())
             } else if md.is_file() {
-                let mut h = Vec::new();
-                std::fs::File::open(e.path())?.read_to_end(&mut h)?;
-                ('f', h)
+                let mut h = Sha256::new();
+                std::io::copy(&mut std::fs::File::open(e.path())?, &mut h)?;
+                ('f', h.finalize().to_vec())
             } else {
                 ('o', Vec::new())
             };
