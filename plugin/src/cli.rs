@@ -209,6 +209,51 @@ pub enum ImageCommand {
     ///   ostree-container image deploy --sysroot /mnt/sysroot --stateroot myos \
     ///       --imgref ostree-unverified-image:containers-storage:localhost/myos
     Deploy(Box<DeployArgs>),
+
+    /// List the images stored in a repository.
+    List(RepoArgs),
+
+    /// Print an image's stored manifest (or, with --config, its config) as JSON.
+    Metadata(MetadataArgs),
+
+    /// Show an image's history: one line per build step, with its layer's size.
+    History(MetadataArgs),
+
+    /// Remove images (their refs; a later `ostree prune` frees the objects).
+    Remove(RemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RepoArgs {
+    /// Path to the ostree repository.
+    #[arg(long, value_name = "REPO")]
+    pub repo: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MetadataArgs {
+    /// Path to the ostree repository.
+    #[arg(long, value_name = "REPO")]
+    pub repo: PathBuf,
+    /// The image, as `image list` shows it.
+    #[arg(value_name = "IMGREF")]
+    pub imgref: String,
+    /// The config instead of the manifest.
+    #[arg(long)]
+    pub config: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    /// Path to the ostree repository.
+    #[arg(long, value_name = "REPO")]
+    pub repo: PathBuf,
+    /// The images to remove.
+    #[arg(value_name = "IMGREF", required = true)]
+    pub imgrefs: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -330,3 +330,94 @@ fn a_podman_built_derived_image_merges_like_podman_sees_it() {
         .arg(format!("--repo={}", repo.display())))
     .unwrap();
 }
+
+#[test]
+fn list_metadata_history_and_remove() {
+    let env = TestEnv::new();
+    let (src, csum) = env.repo_with("src", "sample", SAMPLE).unwrap();
+    let oci = env.path().join("oci");
+    run(env
+        .ostree_container()
+        .args(["encapsulate", "-q", "--repo"])
+        .arg(&src)
+        .arg("sample")
+        .arg(format!("oci:{}:1", oci.display())))
+    .unwrap();
+    let repo = env.new_repo("dst");
+    let imgref = format!("oci:{}:1", oci.display());
+    pull_json(&env, &repo, &format!("ostree-unverified-image:{imgref}"));
+    let l: Value = serde_json::from_str(
+        &run_stdout(
+            env.ostree_container()
+                .args(["image", "list", "--json", "--repo"])
+                .arg(&repo),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(l.as_array().unwrap().len(), 1);
+    assert_eq!(l[0]["imgref"], imgref.as_str());
+    assert_eq!(l[0]["commit"], csum.as_str());
+    assert_eq!(l[0]["version"], "1.0");
+    let m: Value = serde_json::from_str(
+        &run_stdout(
+            env.ostree_container()
+                .args(["image", "metadata", "--repo"])
+                .arg(&repo)
+                .arg(&imgref),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["schemaVersion"], 2);
+    let c: Value = serde_json::from_str(
+        &run_stdout(
+            env.ostree_container()
+                .args(["image", "metadata", "--config", "--repo"])
+                .arg(&repo)
+                .arg(&imgref),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c["config"]["Labels"]["ostree.commit"], csum.as_str());
+    let h = run_stdout(
+        env.ostree_container()
+            .args(["image", "history", "--repo"])
+            .arg(&repo)
+            .arg(&imgref),
+    )
+    .unwrap();
+    assert!(
+        h.contains("ostree-bridge sample OS") && h.contains("busybox"),
+        "{h}"
+    );
+    run(env
+        .ostree_container()
+        .args(["image", "remove", "--repo"])
+        .arg(&repo)
+        .arg(&imgref))
+    .unwrap();
+    let l = run_stdout(
+        env.ostree_container()
+            .args(["image", "list", "--json", "--repo"])
+            .arg(&repo),
+    )
+    .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&l)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    let o = env
+        .ostree_container()
+        .args(["image", "remove", "--repo"])
+        .arg(&repo)
+        .arg(&imgref)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no image"));
+}

@@ -1,6 +1,7 @@
 //! One handler file per verb.
 mod deploy;
 mod encapsulate;
+mod images;
 mod lint;
 mod manage;
 mod pull;
@@ -16,6 +17,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unencapsulate(a) => unencapsulate::run(*a),
         Command::Image(ImageCommand::Pull(a)) => pull::run(*a),
         Command::Image(ImageCommand::Deploy(a)) => deploy::run(*a),
+        Command::Image(ImageCommand::List(a)) => images::list(a),
+        Command::Image(ImageCommand::Metadata(a)) => images::metadata(a),
+        Command::Image(ImageCommand::History(a)) => images::history(a),
+        Command::Image(ImageCommand::Remove(a)) => images::remove(a),
         Command::Status(a) => status::run(a),
         Command::Upgrade(a) => upgrade::run(*a),
         Command::Switch(a) => manage::switch(*a),
