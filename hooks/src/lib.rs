@@ -13,6 +13,7 @@ pub mod kargs;
 pub mod lint;
 pub mod manage;
 pub mod origin;
+pub mod preflight;
 pub mod stage;
 pub mod status;
 pub mod upgrade;

@@ -134,6 +134,23 @@ pub fn image_meta(repo: &ostree::Repo, commit: &str, key: &str) -> Result<Option
         }))
 }
 
+/// Bytes of the kernel and initramfs a deployment copies to /boot.
+fn boot_files_size(repo: &ostree::Repo, tree: &CommitTree) -> Result<u64> {
+    let mut n = 0;
+    for d in tree
+        .dirs
+        .iter()
+        .filter(|d| d.path.starts_with("usr/lib/modules/") && d.path.matches('/').count() == 3)
+    {
+        for (name, csum) in &d.files {
+            if name == "vmlinuz" || name == "initramfs.img" {
+                n += storage_bridge::commit::query_file(repo, csum)?.size;
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// The image config stored with an imported commit.
 pub fn image_config(repo: &ostree::Repo, commit: &str) -> Result<Option<serde_json::Value>> {
     image_meta(repo, commit, storage_bridge::pipeline::pull::META_CONFIG)?
@@ -155,12 +172,15 @@ pub fn deploy(
         bail!("stateroot {stateroot:?} does not exist in {} (create it with `ostree admin os-init {stateroot}`)", sysroot_path.display());
     }
     let repo = sysroot.repo();
-    let pull = storage_bridge::pull(
-        &sysroot_path.join("ostree/repo"),
-        imgref,
-        &opts.pull,
-        progress,
-    )?;
+    let repo_path = sysroot_path.join("ostree/repo");
+    // The import writes layers' content into the repo: check there is room for what is not
+    // there yet before anything is written.
+    let mut pull_opts = opts.pull.clone();
+    let (rp, what) = (repo_path.clone(), format!("importing {imgref}"));
+    pull_opts.preflight = Some(storage_bridge::pipeline::pull::Preflight(
+        std::sync::Arc::new(move |p| crate::preflight::require(&rp, p.estimated_bytes, &what)),
+    ));
+    let pull = storage_bridge::pull(&repo_path, imgref, &pull_opts, progress)?;
     let commit = pull.merged_commit.clone();
 
     progress.phase("checking the image can boot");
@@ -175,6 +195,13 @@ pub fn deploy(
         bail!("{imgref} is not bootable: it has neither the ostree.bootable nor the containers.bootc label (build it FROM a bootable base, or LABEL containers.bootc=1)");
     }
     kernel_version(&tree)?;
+    // The deployment copies kernel and initramfs to /boot.
+    let boot_bytes = boot_files_size(&repo, &tree)?;
+    crate::preflight::require(
+        &sysroot_path.join("boot"),
+        boot_bytes,
+        "the kernel and initramfs in /boot",
+    )?;
     let image_kargs = kargs::from_files(
         &read_dir_files(&repo, &tree, kargs::KARGS_DIR)?,
         std::env::consts::ARCH,

@@ -372,3 +372,187 @@ fn rollback_pin_and_switch() {
     let o = oc(&["pin", "7"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no deployment 7"));
 }
+
+/// A small bootable tree, plus `extra` fixture lines.
+fn small_os(extra: &str) -> String {
+    format!("bootable\nmeta version=2\nkernel 6.1.0-small\nfile usr/bin/tool content=\"tool\\n\"\nfile usr/etc/os-release content=\"ID=small\\n\"\n{extra}")
+}
+
+#[test]
+fn a_deploy_that_would_not_fit_changes_nothing() {
+    let env = TestEnv::new();
+    let fs = env.path().join("small");
+    std::fs::create_dir_all(&fs).unwrap();
+    ostree_bridge_tests::run(
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=40m", "tmpfs"])
+            .arg(&fs),
+    )
+    .expect("mounting a tmpfs (needs root)");
+    struct Umount(std::path::PathBuf);
+    impl Drop for Umount {
+        fn drop(&mut self) {
+            ostree_bridge_tests::unlock_deployments(&self.0);
+            std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status()
+                .ok();
+        }
+    }
+    let _u = Umount(fs.clone());
+    let sysroot = new_sysroot(&fs, "sysroot", "myos").unwrap();
+    let (src, _) = env.repo_with("src", "x", &small_os("")).unwrap();
+    let (big, _) = env
+        .repo_with("big", "x", &small_os("file usr/share/big size=30000000\n"))
+        .unwrap();
+    let a = env.path().join("a");
+    let b = env.path().join("b");
+    run_stdout(
+        env.ostree_container()
+            .args(["encapsulate", "-q", "--compression", "none", "--repo"])
+            .arg(&src)
+            .arg("x")
+            .arg(format!("oci:{}", a.display())),
+    )
+    .unwrap();
+    run_stdout(
+        env.ostree_container()
+            .args(["encapsulate", "-q", "--compression", "none", "--repo"])
+            .arg(&big)
+            .arg("x")
+            .arg(format!("oci:{}", b.display())),
+    )
+    .unwrap();
+    deploy(&env, &sysroot, &format!("oci:{}", a.display()), &[]);
+    let before = status(&env, &sysroot);
+    let o = env
+        .ostree_container()
+        .args(["image", "deploy", "--stateroot", "myos", "--sysroot"])
+        .arg(&sysroot)
+        .arg("--imgref")
+        .arg(format!("oci:{}", b.display()))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("not enough space") && e.contains("nothing was changed"),
+        "{e}"
+    );
+    assert_eq!(
+        status(&env, &sysroot),
+        before,
+        "the previous default is untouched"
+    );
+    let refs = run_stdout(
+        std::process::Command::new("ostree")
+            .arg("refs")
+            .arg(format!("--repo={}", sysroot.join("ostree/repo").display())),
+    )
+    .unwrap();
+    assert!(
+        !refs.contains(&b.display().to_string().replace('/', "_2F_")),
+        "{refs}"
+    );
+}
+
+#[test]
+fn killed_deploys_leave_the_previous_default_intact() {
+    let env = TestEnv::new();
+    let sysroot = new_sysroot(env.path(), "sysroot", "myos").unwrap();
+    let (src, _) = env.repo_with("src", "x", &small_os("")).unwrap();
+    let mut text = small_os("");
+    for i in 0..20 {
+        text.push_str(&format!(
+            "file usr/share/data/f{i} size=400000 xattr.user.component=c{i}\n"
+        ));
+    }
+    let (src2, _) = env.repo_with("src2", "x", &text).unwrap();
+    let a = env.path().join("a");
+    let b = env.path().join("b");
+    run_stdout(
+        env.ostree_container()
+            .args(["encapsulate", "-q", "--repo"])
+            .arg(&src)
+            .arg("x")
+            .arg(format!("oci:{}", a.display())),
+    )
+    .unwrap();
+    run_stdout(
+        env.ostree_container()
+            .args(["encapsulate", "-q", "--repo"])
+            .arg(&src2)
+            .arg("x")
+            .arg(format!("oci:{}", b.display())),
+    )
+    .unwrap();
+    let ia = format!("oci:{}", a.display());
+    let ib = format!("oci:{}", b.display());
+    deploy(&env, &sysroot, &ia, &[]);
+    let a_commit = status(&env, &sysroot)["deployments"][0]["commit"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // How long an uninterrupted deploy of b takes, to spread the kills over it.
+    let t0 = std::time::Instant::now();
+    let mut probe = new_sysroot(env.path(), "probe", "myos").unwrap();
+    deploy(&env, &probe, &ib, &[]);
+    let span = t0.elapsed().as_millis().max(50) as u64;
+    let b_commit = status(&env, &probe)["deployments"][0]["commit"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ostree_bridge_tests::unlock_deployments(env.path());
+    std::fs::remove_dir_all(&probe).ok();
+    probe.clear();
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+        | 1;
+    let mut kills = 0;
+    for _ in 0..10 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = seed % span;
+        let mut child = env
+            .ostree_container()
+            .args(["image", "deploy", "--stateroot", "myos", "--sysroot"])
+            .arg(&sysroot)
+            .args(["--imgref", &ib])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        // ns.sh execs unshare which execs sh which execs the tool: one process, one pid.
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+        let s = status(&env, &sysroot);
+        let default = s["deployments"][0]["commit"].as_str().unwrap().to_string();
+        // Either the deploy finished (b is the default) or the previous default still is.
+        assert!(
+            default == a_commit || default == b_commit,
+            "default after a kill: {s}"
+        );
+        assert_eq!(s["deployments"][0]["default"], true);
+        ostree_bridge_tests::run(
+            std::process::Command::new("ostree")
+                .arg("fsck")
+                .arg(format!("--repo={}", sysroot.join("ostree/repo").display())),
+        )
+        .unwrap();
+    }
+    eprintln!("killed {kills} of 10 deploys");
+    // A later deploy succeeds.
+    deploy(&env, &sysroot, &ib, &[]);
+    assert_eq!(
+        status(&env, &sysroot)["deployments"][0]["commit"],
+        b_commit.as_str()
+    );
+}

@@ -21,6 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ostree::gio;
 use ostree::glib;
 use ostree::prelude::*;
+use serde_json::Value;
 use std::path::Path;
 
 /// Prefix of the refs naming imported images.
@@ -49,11 +50,23 @@ pub fn escape_ref(s: &str) -> String {
     out
 }
 
+/// A check run on the plan before anything is written (e.g. free space); an error stops the
+/// pull with the repo untouched.
+#[derive(Clone)]
+pub struct Preflight(pub std::sync::Arc<dyn Fn(&PullPlan) -> Result<()> + Send + Sync>);
+
+impl std::fmt::Debug for Preflight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Preflight(..)")
+    }
+}
+
 /// Options for [`pull`].
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct PullOptions {
     pub skopeo: SkopeoOptions,
+    pub preflight: Option<Preflight>,
 }
 
 /// One layer of the plan.
@@ -105,6 +118,17 @@ pub fn parse_timestamp(s: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
 }
 
+/// What a pull would fetch, read from the manifest without writing anything.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PullPlan {
+    pub layers_to_fetch: usize,
+    /// Compressed bytes to read.
+    pub bytes_to_fetch: u64,
+    /// Rough bytes the import will write (uncompressed layers as they are, compressed ones
+    /// counted three times).
+    pub estimated_bytes: u64,
+}
+
 /// Pull `imgref` into the repository at `repo_path`.
 pub fn pull(
     repo_path: &Path,
@@ -145,6 +169,31 @@ pub fn pull(
         .filter(|p| p.action == "fetched")
         .map(|p| p.size)
         .sum();
+    if let Some(Preflight(check)) = &opts.preflight {
+        let fetched: Vec<&Value> = src
+            .layers()
+            .iter()
+            .zip(&plan)
+            .filter(|(_, p)| p.action == "fetched")
+            .map(|(l, _)| l)
+            .collect();
+        let estimated_bytes = fetched
+            .iter()
+            .map(|l| {
+                let size = l["size"].as_u64().unwrap_or(0);
+                if l["mediaType"].as_str().unwrap_or("").ends_with(".tar") {
+                    size
+                } else {
+                    size.saturating_mul(3)
+                }
+            })
+            .sum();
+        check(&PullPlan {
+            layers_to_fetch: fetched.len(),
+            bytes_to_fetch,
+            estimated_bytes,
+        })?;
+    }
     let image_ref = format!("{IMAGE_REF_PREFIX}{}", escape_ref(&name));
 
     repo.prepare_transaction(gio::Cancellable::NONE)?;
