@@ -53,7 +53,10 @@ pub fn escape_ref(s: &str) -> String {
 /// A check run on the plan before anything is written (e.g. free space); an error stops the
 /// pull with the repo untouched.
 #[derive(Clone)]
-pub struct Preflight(pub std::sync::Arc<dyn Fn(&PullPlan) -> Result<()> + Send + Sync>);
+pub struct Preflight(pub std::sync::Arc<PreflightFn>);
+
+/// The check itself.
+pub type PreflightFn = dyn Fn(&PullPlan) -> Result<()> + Send + Sync;
 
 impl std::fmt::Debug for Preflight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
