@@ -47,9 +47,67 @@ pub fn from_files(files: &[(String, String)], arch: &str) -> Result<Vec<String>>
     Ok(out)
 }
 
+/// The kernel arguments of a new deployment: the current ones, less those the previous image
+/// asked for and the new one no longer does, plus the new image's, plus the user's (`--karg`),
+/// each once, in that order.
+pub fn merge(
+    current: &[String],
+    old_image: &[String],
+    new_image: &[String],
+    user: &[String],
+) -> Vec<String> {
+    let mut out: Vec<String> = current
+        .iter()
+        .filter(|k| !old_image.contains(k) || new_image.contains(k))
+        .cloned()
+        .collect();
+    for k in new_image.iter().chain(user) {
+        if !out.contains(k) {
+            out.push(k.clone());
+        }
+    }
+    out
+}
+
+/// Where each karg of a deployment comes from: "ostree" (the `ostree=` boot argument),
+/// "image" (its kargs.d) or "local" (added by the user).
+pub fn sources(kargs: &[String], image: &[String]) -> Vec<(String, &'static str)> {
+    kargs
+        .iter()
+        .map(|k| {
+            let src = if k.starts_with("ostree=") {
+                "ostree"
+            } else if image.contains(k) {
+                "image"
+            } else {
+                "local"
+            };
+            (k.clone(), src)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upgrades_apply_the_image_difference_and_keep_local_kargs() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let current = v(&["quiet", "old.karg", "shared", "mine=1"]);
+        let out = merge(
+            &current,
+            &v(&["old.karg", "shared", "quiet"]),
+            &v(&["shared", "new.karg", "quiet"]),
+            &v(&["cli=1"]),
+        );
+        assert_eq!(out, v(&["quiet", "shared", "mine=1", "new.karg", "cli=1"]));
+        let s = sources(&v(&["ostree=/x", "new.karg", "mine=1"]), &v(&["new.karg"]));
+        assert_eq!(
+            s.iter().map(|x| x.1).collect::<Vec<_>>(),
+            vec!["ostree", "image", "local"]
+        );
+    }
 
     #[test]
     fn parses_and_filters_by_architecture() {

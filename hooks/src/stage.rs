@@ -134,6 +134,15 @@ pub fn image_meta(repo: &ostree::Repo, commit: &str, key: &str) -> Result<Option
         }))
 }
 
+/// The kernel arguments a commit's kargs.d asks for.
+pub fn image_kargs_of(repo: &ostree::Repo, commit: &str) -> Result<Vec<String>> {
+    let tree = CommitTree::load(repo, commit)?;
+    kargs::from_files(
+        &read_dir_files(repo, &tree, kargs::KARGS_DIR)?,
+        std::env::consts::ARCH,
+    )
+}
+
 /// Bytes of the kernel and initramfs a deployment copies to /boot.
 fn boot_files_size(repo: &ostree::Repo, tree: &CommitTree) -> Result<u64> {
     let mut n = 0;
@@ -208,7 +217,7 @@ pub fn deploy(
     )?;
 
     let merge = sysroot.merge_deployment(Some(stateroot));
-    let mut all: Vec<String> = match merge
+    let current: Vec<String> = match merge
         .as_ref()
         .and_then(|m| m.bootconfig())
         .and_then(|b| b.get("options"))
@@ -220,11 +229,12 @@ pub fn deploy(
             .collect(),
         None => Vec::new(),
     };
-    for k in image_kargs.iter().chain(&opts.kargs) {
-        if !all.contains(k) {
-            all.push(k.clone());
-        }
-    }
+    // The previous image's own kargs: those the new image dropped go, the rest stay.
+    let old_image_kargs = match &merge {
+        Some(m) => image_kargs_of(&repo, &m.csum())?,
+        None => Vec::new(),
+    };
+    let all = kargs::merge(&current, &old_image_kargs, &image_kargs, &opts.kargs);
     let origin_ref = opts
         .target_imgref
         .clone()

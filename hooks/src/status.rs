@@ -27,6 +27,14 @@ pub struct DeploymentStatus {
     pub config_digest: Option<String>,
     pub version: Option<String>,
     pub kargs: Vec<String>,
+    /// Where each karg comes from: "ostree", "image" (its kargs.d) or "local".
+    pub karg_sources: Vec<KargSource>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KargSource {
+    pub karg: String,
+    pub source: &'static str,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -61,11 +69,16 @@ pub fn status(path: &Path) -> Result<Status> {
         let manifest: Option<serde_json::Value> =
             meta(storage_bridge::pipeline::pull::META_MANIFEST)
                 .and_then(|s| serde_json::from_str(&s).ok());
-        let kargs = d
+        let kargs: Vec<String> = d
             .bootconfig()
             .and_then(|b| b.get("options"))
             .map(|o| o.split_whitespace().map(str::to_string).collect())
             .unwrap_or_default();
+        let image_kargs = crate::stage::image_kargs_of(&repo, &d.csum()).unwrap_or_default();
+        let karg_sources = crate::kargs::sources(&kargs, &image_kargs)
+            .into_iter()
+            .map(|(karg, source)| KargSource { karg, source })
+            .collect();
         out.push(DeploymentStatus {
             index: i as i32,
             stateroot: d.osname().to_string(),
@@ -86,6 +99,7 @@ pub fn status(path: &Path) -> Result<Status> {
                     .map(str::to_string)
             }),
             kargs,
+            karg_sources,
         });
     }
     Ok(Status {

@@ -235,12 +235,13 @@ fn upgrade_follows_a_rebuilt_tag_keeps_local_etc_and_says_no_update() {
     .unwrap();
     env.podman_build(
         "localhost/myos:latest",
-        "FROM localhost/base:1\nRUN echo v1 > /etc/image-version\n",
+        "FROM localhost/base:1\nRUN echo v1 > /etc/image-version && echo 'kargs = [\"old.karg\"]' > /usr/lib/bootc/kargs.d/30-v.toml\n",
     )
     .unwrap();
     let sysroot = new_sysroot(env.path(), "sysroot", "myos").unwrap();
     let imgref = "ostree-unverified-image:containers-storage:localhost/myos:latest";
-    let d1 = deploy(&env, &sysroot, imgref, &[]);
+    let d1 = deploy(&env, &sysroot, imgref, &["--karg", "user.karg=1"]);
+    assert!(d1["kargs"].to_string().contains("old.karg"), "{d1}");
     // Nothing changed: no update, nothing written.
     let r = upgrade(&env, &sysroot, &[]);
     assert_eq!(r["update_available"], false, "{r}");
@@ -258,7 +259,7 @@ fn upgrade_follows_a_rebuilt_tag_keeps_local_etc_and_says_no_update() {
     std::fs::write(dep1.join("etc/image-version"), "locally pinned\n").unwrap();
     env.podman_build(
         "localhost/myos:latest",
-        "FROM localhost/base:1\nRUN echo v2 > /etc/image-version && echo new > /etc/added-in-v2\n",
+        "FROM localhost/base:1\nRUN echo v2 > /etc/image-version && echo new > /etc/added-in-v2 && echo 'kargs = [\"new.karg\"]' > /usr/lib/bootc/kargs.d/30-v.toml\n",
     )
     .unwrap();
     let check = upgrade(&env, &sysroot, &["--check"]);
@@ -312,6 +313,36 @@ fn upgrade_follows_a_rebuilt_tag_keeps_local_etc_and_says_no_update() {
     assert_eq!(
         s["deployments"][0]["manifest_digest"],
         r["available_digest"]
+    );
+    // Kargs: the image's difference applied, the user's kept, each source named.
+    let k: Vec<&str> = r["deployed"]["kargs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert!(
+        k.contains(&"new.karg") && k.contains(&"user.karg=1") && !k.contains(&"old.karg"),
+        "{k:?}"
+    );
+    let src: Vec<(String, String)> = s["deployments"][0]["karg_sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["karg"].as_str().unwrap().to_string(),
+                x["source"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        src.contains(&("new.karg".into(), "image".into())),
+        "{src:?}"
+    );
+    assert!(
+        src.contains(&("user.karg=1".into(), "local".into())),
+        "{src:?}"
     );
     // And again: no update.
     assert_eq!(upgrade(&env, &sysroot, &[])["update_available"], false);
