@@ -46,3 +46,58 @@ pub fn set_pinned(path: &Path, index: usize, pinned: bool) -> Result<String> {
         .context("writing the pin")?;
     Ok(format!("{}.{}", d.csum(), d.deployserial()))
 }
+
+/// What `prune-images` removed (or, with `dry_run`, would remove).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PruneReport {
+    pub dry_run: bool,
+    /// Image refs no deployment uses.
+    pub removed: Vec<String>,
+    /// Image refs kept because a deployment (booted, staged, rollback or pinned) uses them.
+    pub kept: Vec<String>,
+}
+
+/// Remove the images no deployment uses, then let ostree free their objects. Every deployment
+/// is a root: the default, the rollback, a staged one, pinned ones.
+pub fn prune_images(path: &Path, dry_run: bool) -> Result<PruneReport> {
+    let locked = LockedSysroot::open(path)?;
+    let s = &locked.sysroot;
+    let roots: std::collections::HashSet<String> = s
+        .deployments()
+        .iter()
+        .map(|d| d.csum().to_string())
+        .collect();
+    let repo = s.repo();
+    let prefix = storage_bridge::pipeline::pull::IMAGE_REF_PREFIX;
+    let refs = repo
+        .list_refs(Some(prefix.trim_end_matches('/')), gio::Cancellable::NONE)
+        .context("listing image refs")?;
+    let mut r = PruneReport {
+        dry_run,
+        removed: Vec::new(),
+        kept: Vec::new(),
+    };
+    let mut names: Vec<_> = refs.into_iter().collect();
+    names.sort();
+    for (name, commit) in names {
+        let full = if name.starts_with(prefix) {
+            name.to_string()
+        } else {
+            format!("{prefix}{name}")
+        };
+        if roots.contains(commit.as_str()) {
+            r.kept.push(full);
+            continue;
+        }
+        if !dry_run {
+            repo.set_ref_immediate(None, &full, None, gio::Cancellable::NONE)
+                .with_context(|| format!("removing {full}"))?;
+        }
+        r.removed.push(full);
+    }
+    if !dry_run {
+        s.cleanup(gio::Cancellable::NONE)
+            .context("pruning the repository")?;
+    }
+    Ok(r)
+}

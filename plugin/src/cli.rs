@@ -221,6 +221,22 @@ pub enum ImageCommand {
 
     /// Remove images (their refs; a later `ostree prune` frees the objects).
     Remove(RemoveArgs),
+
+    /// Remove every image of a sysroot's repo that no deployment uses (booted, staged,
+    /// rollback and pinned ones are kept), and free their objects.
+    PruneImages(PruneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    #[command(flatten)]
+    pub sysroot: SysrootArgs,
+    /// List what would go; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -587,3 +587,101 @@ fn killed_deploys_leave_the_previous_default_intact() {
         b_commit.as_str()
     );
 }
+
+#[test]
+fn prune_images_keeps_what_deployments_use() {
+    let env = TestEnv::new();
+    let sysroot = new_sysroot(env.path(), "sysroot", "myos").unwrap();
+    let mut imgs = Vec::new();
+    for (i, extra) in [
+        "",
+        "file usr/share/b content=\"b\"\n",
+        "file usr/share/c content=\"c\"\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (src, _) = env
+            .repo_with(&format!("src{i}"), "x", &small_os(extra))
+            .unwrap();
+        let o = env.path().join(format!("img{i}"));
+        run_stdout(
+            env.ostree_container()
+                .args(["encapsulate", "-q", "--repo"])
+                .arg(&src)
+                .arg("x")
+                .arg(format!("oci:{}", o.display())),
+        )
+        .unwrap();
+        imgs.push(format!("oci:{}", o.display()));
+    }
+    deploy(&env, &sysroot, &imgs[0], &[]);
+    deploy(&env, &sysroot, &imgs[1], &[]);
+    // Image 2 only pulled, not deployed.
+    run_stdout(
+        env.ostree_container()
+            .args(["image", "pull", "-q"])
+            .arg(sysroot.join("ostree/repo"))
+            .arg(&imgs[2]),
+    )
+    .unwrap();
+    let prune = |extra: &[&str]| -> Value {
+        let out = run_stdout(
+            env.ostree_container()
+                .args(["image", "prune-images", "--json", "--sysroot"])
+                .arg(&sysroot)
+                .args(extra),
+        )
+        .unwrap();
+        serde_json::from_str(&out).unwrap()
+    };
+    let dry = prune(&["--dry-run"]);
+    assert_eq!(dry["removed"].as_array().unwrap().len(), 1, "{dry}");
+    assert!(
+        dry["removed"][0].as_str().unwrap().contains("img2"),
+        "{dry}"
+    );
+    assert_eq!(dry["kept"].as_array().unwrap().len(), 2);
+    let list = |repo: &Path| {
+        run_stdout(
+            env.ostree_container()
+                .args(["image", "list", "--json", "--repo"])
+                .arg(repo),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        serde_json::from_str::<Value>(&list(&sysroot.join("ostree/repo")))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "dry run removes nothing"
+    );
+    let r = prune(&[]);
+    assert_eq!(r["removed"], dry["removed"]);
+    assert_eq!(
+        serde_json::from_str::<Value>(&list(&sysroot.join("ostree/repo")))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Both deployments are intact and the repo is consistent.
+    assert_eq!(
+        status(&env, &sysroot)["deployments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    ostree_bridge_tests::run(
+        std::process::Command::new("ostree")
+            .arg("fsck")
+            .arg(format!("--repo={}", sysroot.join("ostree/repo").display())),
+    )
+    .unwrap();
+    assert_eq!(prune(&[])["removed"].as_array().unwrap().len(), 0);
+}

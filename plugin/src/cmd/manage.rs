@@ -1,6 +1,6 @@
 //! `switch`, `rollback`, `pin`, `unpin`.
 
-use crate::cli::{PinArgs, SwitchArgs, SysrootArgs};
+use crate::cli::{PinArgs, PruneArgs, SwitchArgs, SysrootArgs};
 use crate::render;
 use anyhow::{anyhow, Context, Result};
 use ostree_bridge_hooks::{manage, stage};
@@ -50,5 +50,24 @@ pub fn pin(a: PinArgs, pinned: bool) -> Result<()> {
         a.index,
         if pinned { "pinned" } else { "unpinned" }
     );
+    Ok(())
+}
+
+pub fn prune(a: PruneArgs) -> Result<()> {
+    let r = manage::prune_images(&a.sysroot.sysroot, a.dry_run)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let verb = if r.dry_run { "Would remove" } else { "Removed" };
+    for x in &r.removed {
+        println!("{verb} {x}");
+    }
+    for x in &r.kept {
+        println!("Kept {x} (in use by a deployment)");
+    }
+    if r.removed.is_empty() {
+        println!("Nothing to prune.");
+    }
     Ok(())
 }

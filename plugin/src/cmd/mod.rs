@@ -21,6 +21,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Metadata(a)) => images::metadata(a),
         Command::Image(ImageCommand::History(a)) => images::history(a),
         Command::Image(ImageCommand::Remove(a)) => images::remove(a),
+        Command::Image(ImageCommand::PruneImages(a)) => manage::prune(a),
         Command::Status(a) => status::run(a),
         Command::Upgrade(a) => upgrade::run(*a),
         Command::Switch(a) => manage::switch(*a),
