@@ -685,3 +685,50 @@ fn prune_images_keeps_what_deployments_use() {
     .unwrap();
     assert_eq!(prune(&[])["removed"].as_array().unwrap().len(), 0);
 }
+
+#[test]
+fn a_locked_sysroot_is_refused_and_left_alone() {
+    let env = TestEnv::new();
+    let sysroot = new_sysroot(env.path(), "sysroot", "myos").unwrap();
+    let (src, _) = env.repo_with("src", "x", &small_os("")).unwrap();
+    let o = env.path().join("img");
+    run_stdout(
+        env.ostree_container()
+            .args(["encapsulate", "-q", "--repo"])
+            .arg(&src)
+            .arg("x")
+            .arg(format!("oci:{}", o.display())),
+    )
+    .unwrap();
+    // Another process holds ostree's sysroot lock (as an upgrade in progress would).
+    let lock = sysroot.join("ostree/lock");
+    // libostree takes an fcntl (OFD) lock, which flock(1) would not conflict with.
+    let mut holder = std::process::Command::new(ostree_bridge_tests::require_tool("python3"))
+        .args(["-c", "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.lockf(f, fcntl.LOCK_EX); time.sleep(30)"])
+        .arg(&lock)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = env
+        .ostree_container()
+        .args(["image", "deploy", "--stateroot", "myos", "--sysroot"])
+        .arg(&sysroot)
+        .arg("--imgref")
+        .arg(format!("oci:{}", o.display()))
+        .output()
+        .unwrap();
+    holder.kill().ok();
+    holder.wait().ok();
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(e.contains("locked by another process"), "{e}");
+    assert_eq!(
+        status(&env, &sysroot)["deployments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    // Released: the deploy goes through.
+    deploy(&env, &sysroot, &format!("oci:{}", o.display()), &[]);
+}
