@@ -244,3 +244,61 @@ fn special_files_are_dropped_and_reported() {
     assert_eq!(d["opt"]["examples"][0], "/opt/app");
     assert_eq!(d["tmp"]["count"], 1);
 }
+
+/// Layer semantics the OCI spec fixes, found by review: whiteouts and opaque markers act on
+/// lower layers only; hardlinks follow stream order.
+#[test]
+fn whiteouts_opaque_and_hardlinks_follow_the_spec() {
+    let mut c = Case::new();
+    let lower = tar_of(&[
+        E::Dir("usr"),
+        E::Dir("usr/d"),
+        E::File("usr/d/old", b"old"),
+        E::Dir("usr/d/sub"),
+        E::File("usr/d/sub/oldchild", b"oc"),
+        E::File("usr/keep", b"k"),
+    ]);
+    let upper = tar_of(&[
+        // opqA: a same-layer file before the marker survives, lower content goes.
+        E::File("usr/d/sub/new", b"new"),
+        E::File("usr/d/.wh..wh..opq", b""),
+        // whS: a whiteout does not hide this layer's own entry.
+        E::File("usr/x", b"x"),
+        E::File("usr/.wh.x", b""),
+        // hl1: a link takes the target as it was when the link came.
+        E::File("usr/a", b"v1"),
+        E::Hard("usr/b", "usr/a"),
+        E::File("usr/a", b"version2"),
+        // hl2: a later file at the link's path wins.
+        E::Hard("usr/c", "usr/keep"),
+        E::File("usr/c", b"later file"),
+    ]);
+    let (ok, out, err) = c.pull(&[lower, upper]);
+    assert!(ok, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let commit = r["merged_commit"].as_str().unwrap().to_string();
+    let repo = c.repo.clone();
+    let cat = |p: &str| {
+        run_stdout(
+            Command::new("ostree")
+                .arg(format!("--repo={}", repo.display()))
+                .args(["cat", &commit, p]),
+        )
+        .ok()
+    };
+    let ls = run_stdout(
+        Command::new("ostree")
+            .arg(format!("--repo={}", repo.display()))
+            .args(["ls", "-R", &commit, "/usr"]),
+    )
+    .unwrap();
+    assert_eq!(cat("/usr/d/sub/new").as_deref(), Some("new"), "{ls}");
+    assert!(
+        !ls.contains("/usr/d/old") && !ls.contains("oldchild"),
+        "lower content hidden: {ls}"
+    );
+    assert_eq!(cat("/usr/x").as_deref(), Some("x"), "{ls}");
+    assert_eq!(cat("/usr/b").as_deref(), Some("v1"));
+    assert_eq!(cat("/usr/a").as_deref(), Some("version2"));
+    assert_eq!(cat("/usr/c").as_deref(), Some("later file"));
+}

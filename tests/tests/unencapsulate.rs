@@ -207,7 +207,7 @@ fn refuses_corrupt_derived_and_foreign_images_leaving_the_repo_clean() {
         &["--compression", "none"],
     );
     corrupt_largest_blob(&bad);
-    check(&format!("oci:{}", bad.display()), "does not match its name");
+    check(&format!("oci:{}", bad.display()), "has digest");
     // The same, gzip-compressed: the decoder or the digest check stops it.
     let badgz = env.path().join("badgz");
     encapsulate(&env, &src, &format!("oci:{}", badgz.display()), &[]);
@@ -242,4 +242,62 @@ fn refuses_corrupt_derived_and_foreign_images_leaving_the_repo_clean() {
         "no OCI image layout",
     );
     check("nope:/x", "unknown transport");
+}
+
+/// A corrupt copy of an image whose commit is already in the repo must not touch that commit:
+/// no partial mark, no rewritten detached metadata.
+#[test]
+fn a_corrupt_copy_leaves_an_imported_commit_alone() {
+    let env = TestEnv::new();
+    let (src, csum) = env.repo_with("src", "sample", SAMPLE).unwrap();
+    let good = env.path().join("good");
+    encapsulate(
+        &env,
+        &src,
+        &format!("oci:{}", good.display()),
+        &["--compression", "none"],
+    );
+    let repo = env.new_repo("dst");
+    assert!(unencapsulate(
+        &env,
+        &repo,
+        &format!("oci:{}", good.display()),
+        &["--write-ref", "good"]
+    )
+    .status
+    .success());
+    let bad = env.path().join("bad");
+    run(Command::new("cp").arg("-a").arg(&good).arg(&bad)).unwrap();
+    corrupt_largest_blob(&bad);
+    let o = unencapsulate(&env, &repo, &format!("oci:{}", bad.display()), &[]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("has digest"),
+        "the digest is checked before parsing: {e}"
+    );
+    let partial: Vec<_> = std::fs::read_dir(repo.join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with("commitpartial"))
+        .collect();
+    assert!(partial.is_empty(), "{partial:?}");
+    let fsck = run_stdout(
+        Command::new("ostree")
+            .arg("fsck")
+            .arg(format!("--repo={}", repo.display())),
+    )
+    .unwrap();
+    assert!(!fsck.contains("partial"), "{fsck}");
+    assert_eq!(refs(&repo).trim(), "good");
+    assert_eq!(
+        run_stdout(
+            Command::new("ostree")
+                .arg(format!("--repo={}", repo.display()))
+                .args(["rev-parse", "good"])
+        )
+        .unwrap()
+        .trim(),
+        csum
+    );
 }

@@ -27,6 +27,13 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
+    /// Drain the rest; `sha256:<hex>` and the byte count, without consuming the reader.
+    pub fn finish_digest(&mut self) -> io::Result<(String, u64)> {
+        io::copy(self, &mut io::sink())?;
+        let h = std::mem::take(&mut self.hasher);
+        Ok((format!("sha256:{}", hex::encode(h.finalize())), self.count))
+    }
+
     /// Drain the rest; `sha256:<hex>` and the byte count.
     pub fn finish(mut self) -> io::Result<(String, u64)> {
         io::copy(&mut self, &mut io::sink())?;

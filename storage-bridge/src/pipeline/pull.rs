@@ -266,8 +266,10 @@ pub fn pull(
     })();
     match r {
         Ok((merged_commit, policy)) => {
-            repo.commit_transaction(gio::Cancellable::NONE)
-                .context("committing the transaction")?;
+            if let Err(e) = repo.commit_transaction(gio::Cancellable::NONE) {
+                repo.abort_transaction(gio::Cancellable::NONE).ok();
+                return Err(anyhow::Error::from(e).context("committing the transaction"));
+            }
             Ok(PullReport {
                 imgref: imgref.to_string(),
                 manifest_digest: src.manifest_digest.clone(),

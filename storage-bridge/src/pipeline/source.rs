@@ -127,31 +127,43 @@ impl Source {
     ) -> Result<(String, Vec<crate::tar::tar_to_commit::LayerStats>)> {
         use crate::tar::tar_to_commit::{LayerRole, ObjectImporter};
         let mut imp = ObjectImporter::new(repo);
-        let mut stats = Vec::new();
-        for (i, l) in self.layers().iter().enumerate().take(n) {
-            let desc = format!("layer {i} ({})", l["digest"].as_str().unwrap_or("?"));
-            progress.layer_start(i, &desc, l["size"].as_u64().unwrap_or(0));
-            let mut v = self
-                .layer(i, super::unencapsulate::MAX_LAYER_UNCOMPRESSED)
-                .with_context(|| desc.clone())?;
-            let role = if i == 0 {
-                LayerRole::Commit
-            } else {
-                LayerRole::Chunk
-            };
-            stats.push(imp.import_layer(&mut v, role, &desc)?);
-            v.finish().with_context(|| desc.clone())?;
-            progress.layer_done(i);
+        let r = (|| -> Result<Vec<crate::tar::tar_to_commit::LayerStats>> {
+            let mut stats = Vec::new();
+            for (i, l) in self.layers().iter().enumerate().take(n) {
+                let desc = format!("layer {i} ({})", l["digest"].as_str().unwrap_or("?"));
+                progress.layer_start(i, &desc, l["size"].as_u64().unwrap_or(0));
+                let mut v = self
+                    .layer(i, super::unencapsulate::MAX_LAYER_UNCOMPRESSED)
+                    .with_context(|| desc.clone())?;
+                let role = if i == 0 {
+                    LayerRole::Commit
+                } else {
+                    LayerRole::Chunk
+                };
+                stats.push(imp.import_layer(&mut v, role, &desc)?);
+                v.finish().with_context(|| desc.clone())?;
+                progress.layer_done(i);
+            }
+            let want = self.ostree_commit().unwrap_or_default();
+            let got = imp.commit().unwrap_or_default();
+            if got != want {
+                bail!(
+                    "the image's {OSTREE_COMMIT} label says {want}, its commit layer holds {got}"
+                );
+            }
+            Ok(stats)
+        })();
+        match r {
+            Ok(stats) => Ok((imp.finish()?, stats)),
+            Err(e) => {
+                imp.abandon();
+                Err(e)
+            }
         }
-        let want = self.ostree_commit().unwrap_or_default();
-        let got = imp.commit().unwrap_or_default();
-        if got != want {
-            bail!("the image's {OSTREE_COMMIT} label says {want}, its commit layer holds {got}");
-        }
-        Ok((imp.finish()?, stats))
     }
 
-    /// Layer `i` as a verified tar stream.
+    /// Layer `i` as a verified tar stream. The blob's digest and size are checked before a
+    /// byte of it is parsed (it is a local file), and again, with the diff_id, at `finish`.
     pub fn layer(
         &self,
         i: usize,
@@ -165,14 +177,23 @@ impl Source {
             .as_u64()
             .ok_or_else(|| anyhow!("layer {i} has no size"))?;
         let mt = l["mediaType"].as_str().unwrap_or_default();
+        let diff_id = match self.diff_ids().get(i) {
+            Some(d) => Some(
+                d.as_str()
+                    .ok_or_else(|| anyhow!("diff_id {i} of the config is not a string"))?,
+            ),
+            None => bail!("the config has no diff_id for layer {i}"),
+        };
+        let mut pre =
+            crate::oci::blob_read::HashingReader::new(self.oci.open_blob(digest)?, Some(size));
+        let (got, n) = pre.finish_digest()?;
+        if n != size {
+            bail!("blob {digest} is {n} bytes, the manifest says {size}");
+        }
+        if got != digest {
+            bail!("blob {digest} has digest {got}");
+        }
         let f = self.oci.open_blob(digest)?;
-        crate::oci::blob_read::VerifiedLayer::new(
-            f,
-            mt,
-            digest,
-            size,
-            self.diff_ids().get(i).and_then(|d| d.as_str()),
-            max_uncompressed,
-        )
+        crate::oci::blob_read::VerifiedLayer::new(f, mt, digest, size, diff_id, max_uncompressed)
     }
 }

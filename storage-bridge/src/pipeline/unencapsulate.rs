@@ -14,7 +14,7 @@ use crate::labels::OSTREE_COMMIT;
 use crate::progress::Progress;
 use crate::tar::tar_to_commit::LayerStats;
 use crate::transport::SkopeoOptions;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use ostree::gio;
 use std::path::Path;
 
@@ -75,8 +75,10 @@ pub fn unencapsulate(
     })();
     match r {
         Ok((commit, layers)) => {
-            repo.commit_transaction(gio::Cancellable::NONE)
-                .context("committing the transaction")?;
+            if let Err(e) = repo.commit_transaction(gio::Cancellable::NONE) {
+                repo.abort_transaction(gio::Cancellable::NONE).ok();
+                return Err(anyhow::Error::from(e).context("committing the transaction"));
+            }
             Ok(UnencapsulateReport {
                 commit,
                 manifest_digest: src.manifest_digest.clone(),

@@ -54,6 +54,18 @@ fn note(map: &mut BTreeMap<String, PathReportLine>, key: &str, path: &str) {
     }
 }
 
+/// Record `p` and every directory above it as written by the current layer.
+fn mark_added(added: &mut HashSet<String>, p: String) {
+    let mut cur = p.as_str();
+    while let Some((parent, _)) = cur.rsplit_once('/') {
+        if !added.insert(parent.to_string()) {
+            break;
+        }
+        cur = parent;
+    }
+    added.insert(p);
+}
+
 /// Where an entry goes.
 #[derive(Debug, PartialEq, Eq)]
 enum Place {
@@ -218,7 +230,8 @@ impl<'r> TreeMerge<'r> {
         let mut added: HashSet<String> = HashSet::new();
         // Regular files of this layer by tar path (hardlink targets, kept or not).
         let mut written: HashMap<String, String> = HashMap::new();
-        let mut pending_links: Vec<(String, String, String)> = Vec::new();
+        // Hardlinks whose target is not known yet, by destination: (entry, target).
+        let mut pending_links: BTreeMap<String, (String, String)> = BTreeMap::new();
         for (i, entry) in ar
             .entries()
             .with_context(|| format!("{layer}: reading tar"))?
@@ -256,8 +269,11 @@ impl<'r> TreeMerge<'r> {
                 } else {
                     format!("{dir}/{target}")
                 };
+                // A whiteout hides lower layers only, not this layer's own entries.
                 if let Place::Keep(v) = place(&victim) {
-                    self.remove(&v)?;
+                    if !added.contains(&v) {
+                        self.remove(&v).map_err(|e| ctx(&format!("{e:#}")))?;
+                    }
                 }
                 continue;
             }
@@ -295,7 +311,10 @@ impl<'r> TreeMerge<'r> {
                         )?
                         .to_hex();
                     t.set_metadata_checksum(&m);
-                    added.insert(d);
+                    {
+                        pending_links.remove(&d);
+                        mark_added(&mut added, d);
+                    }
                 }
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let xattrs = pax_xattrs(&mut entry).map_err(|e| ctx(&e.to_string()))?;
@@ -330,7 +349,10 @@ impl<'r> TreeMerge<'r> {
                     written.insert(norm.clone(), csum.clone());
                     if let Some(d) = dest {
                         self.put_file(&d, &csum)?;
-                        added.insert(d);
+                        {
+                            pending_links.remove(&d);
+                            mark_added(&mut added, d);
+                        }
                     }
                 }
                 tar::EntryType::Symlink => {
@@ -354,7 +376,10 @@ impl<'r> TreeMerge<'r> {
                         gio::Cancellable::NONE,
                     )?;
                     self.put_file(&d, &csum)?;
-                    added.insert(d);
+                    {
+                        pending_links.remove(&d);
+                        mark_added(&mut added, d);
+                    }
                 }
                 tar::EntryType::Link => {
                     let target = entry
@@ -367,8 +392,18 @@ impl<'r> TreeMerge<'r> {
                         bail!(ctx("hardlink to the root directory"));
                     }
                     if let Some(d) = dest {
-                        pending_links.push((norm.clone(), d.clone(), t));
-                        added.insert(d);
+                        // Resolve now, against what the stream has said so far; only a target
+                        // that has not appeared yet waits for the end of the layer.
+                        match self.resolve_link(&t, &written) {
+                            Some(c) => {
+                                self.put_file(&d, &c).map_err(|e| ctx(&format!("{e:#}")))?;
+                                pending_links.remove(&d);
+                            }
+                            None => {
+                                pending_links.insert(d.clone(), (norm.clone(), t));
+                            }
+                        }
+                        mark_added(&mut added, d);
                     }
                 }
                 tar::EntryType::Char | tar::EntryType::Block => {
@@ -383,7 +418,7 @@ impl<'r> TreeMerge<'r> {
             }
         }
         // Hardlinks last: their targets may come later in the stream, or from lower layers.
-        for (from, dest, target) in pending_links {
+        for (dest, (from, target)) in pending_links {
             let csum = self
                 .resolve_link(&target, &written)
                 .ok_or_else(|| anyhow!("{layer}: entry {from:?}: hardlink target {target:?} is not a file in this layer or below"))?;
@@ -402,24 +437,32 @@ impl<'r> TreeMerge<'r> {
         }
     }
 
-    /// Hide everything lower layers had in `dir` (entries this layer added stay).
+    /// Hide everything lower layers had in `dir`: entries this layer added (and the
+    /// directories above them) stay, lower content inside them goes.
     fn apply_opaque(&self, dir: &str, added: &HashSet<String>) -> Result<()> {
         let Some(t) = self.find_dir(dir) else {
             return Ok(());
         };
-        let prefix = if dir.is_empty() {
-            String::new()
-        } else {
-            format!("{dir}/")
-        };
-        let names: Vec<String> = t
-            .copy_files()
-            .into_keys()
-            .chain(t.copy_subdirs().into_keys())
-            .collect();
-        for n in names {
-            if !added.contains(&format!("{prefix}{n}")) {
-                t.remove(&n, true)?;
+        let mut todo = vec![(t, dir.to_string())];
+        while let Some((t, dir)) = todo.pop() {
+            let prefix = if dir.is_empty() {
+                String::new()
+            } else {
+                format!("{dir}/")
+            };
+            let files = t.copy_files();
+            for n in files.keys() {
+                if !added.contains(&format!("{prefix}{n}")) {
+                    t.remove(n, true)?;
+                }
+            }
+            for (n, sub) in t.copy_subdirs() {
+                let p = format!("{prefix}{n}");
+                if added.contains(&p) {
+                    todo.push((sub, p));
+                } else {
+                    t.remove(&n, true)?;
+                }
             }
         }
         Ok(())

@@ -19,7 +19,7 @@ use ostree::gio;
 use ostree::glib;
 use ostree::prelude::*;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 /// Largest metadata object (dirtree, dirmeta, commit, commitmeta): ostree's own limit.
@@ -86,6 +86,10 @@ pub struct ObjectImporter<'r> {
     repo: &'r Repo,
     xattrs: HashMap<String, glib::Variant>,
     commit: Option<String>,
+    /// The commit was complete in the repo before: its objects are not rewritten.
+    commit_was_complete: bool,
+    /// This importer marked the commit partial (and must clear the mark).
+    marked_partial: bool,
 }
 
 impl<'r> ObjectImporter<'r> {
@@ -94,6 +98,8 @@ impl<'r> ObjectImporter<'r> {
             repo,
             xattrs: HashMap::new(),
             commit: None,
+            commit_was_complete: false,
+            marked_partial: false,
         }
     }
 
@@ -176,11 +182,20 @@ impl<'r> ObjectImporter<'r> {
                             if !v.is_normal_form() {
                                 bail!(ctx("commit object is not in normal form"));
                             }
-                            self.repo
-                                .mark_commit_partial(&csum, true)
-                                .with_context(|| ctx("marking partial"))?;
-                            self.write_metadata(ostree::ObjectType::Commit, &csum, &v)
-                                .with_context(|| ctx("writing commit"))?;
+                            // A commit already complete in the repo stays as it is: no
+                            // partial mark, no rewritten detached metadata (signatures).
+                            self.commit_was_complete = matches!(
+                                self.repo.load_commit(&csum),
+                                Ok((_, st)) if !st.contains(ostree::RepoCommitState::PARTIAL)
+                            );
+                            if !self.commit_was_complete {
+                                self.repo
+                                    .mark_commit_partial(&csum, true)
+                                    .with_context(|| ctx("marking partial"))?;
+                                self.marked_partial = true;
+                                self.write_metadata(ostree::ObjectType::Commit, &csum, &v)
+                                    .with_context(|| ctx("writing commit"))?;
+                            }
                             self.commit = Some(csum);
                             last_was_commit = true;
                         }
@@ -192,13 +207,15 @@ impl<'r> ObjectImporter<'r> {
                                 &glib::Bytes::from(&data[..]),
                                 glib::VariantTy::new("a{sv}").expect("type"),
                             );
-                            self.repo
-                                .write_commit_detached_metadata(
-                                    &csum,
-                                    Some(&v.normal_form()),
-                                    gio::Cancellable::NONE,
-                                )
-                                .with_context(|| ctx("writing detached metadata"))?;
+                            if !self.commit_was_complete {
+                                self.repo
+                                    .write_commit_detached_metadata(
+                                        &csum,
+                                        Some(&v.normal_form()),
+                                        gio::Cancellable::NONE,
+                                    )
+                                    .with_context(|| ctx("writing detached metadata"))?;
+                            }
                         }
                         k => {
                             if self.commit.is_none() {
@@ -398,23 +415,62 @@ impl<'r> ObjectImporter<'r> {
         let csum = self
             .commit
             .ok_or_else(|| anyhow!("no commit object in the image's ostree layers"))?;
-        let tree = crate::commit::CommitTree::load(self.repo, &csum)
-            .context("checking the imported commit is complete")?;
-        for d in &tree.dirs {
-            for (name, c) in &d.files {
-                if !self
+        // Each distinct dirtree once: a hostile commit can share subtrees exponentially.
+        let (c, _) = self.repo.load_commit(&csum)?;
+        let mut todo = vec![(
+            hex::encode(c.child_value(6).data_as_bytes()),
+            hex::encode(c.child_value(7).data_as_bytes()),
+        )];
+        let (mut trees, mut metas, mut files) = (HashSet::new(), HashSet::new(), HashSet::new());
+        const MAX_OBJECTS: usize = 50_000_000;
+        let none = gio::Cancellable::NONE;
+        while let Some((t, m)) = todo.pop() {
+            if metas.insert(m.clone())
+                && !self
                     .repo
-                    .has_object(ostree::ObjectType::File, c, gio::Cancellable::NONE)?
+                    .has_object(ostree::ObjectType::DirMeta, &m, none)?
+            {
+                bail!("the image lacks dirmeta object {m}");
+            }
+            if !trees.insert(t.clone()) {
+                continue;
+            }
+            let v = self
+                .repo
+                .load_variant(ostree::ObjectType::DirTree, &t)
+                .with_context(|| format!("the image lacks dirtree object {t}"))?;
+            let fv = v.child_value(0);
+            for i in 0..fv.n_children() {
+                let f = hex::encode(fv.child_value(i).child_value(1).data_as_bytes());
+                if files.insert(f.clone())
+                    && !self.repo.has_object(ostree::ObjectType::File, &f, none)?
                 {
-                    bail!(
-                        "the image lacks content object {c} (/{})",
-                        crate::commit::join(&d.path, name)
-                    );
+                    bail!("the image lacks content object {f}");
                 }
             }
+            let dv = v.child_value(1);
+            for i in 0..dv.n_children() {
+                let e = dv.child_value(i);
+                todo.push((
+                    hex::encode(e.child_value(1).data_as_bytes()),
+                    hex::encode(e.child_value(2).data_as_bytes()),
+                ));
+            }
+            if trees.len() + files.len() > MAX_OBJECTS {
+                bail!("the commit references more than {MAX_OBJECTS} objects");
+            }
         }
-        self.repo.mark_commit_partial(&csum, false)?;
+        if self.marked_partial {
+            self.repo.mark_commit_partial(&csum, false)?;
+        }
         Ok(csum)
+    }
+
+    /// After a failure (the transaction is aborted): clear a partial mark this importer set.
+    pub fn abandon(&self) {
+        if let (true, Some(c)) = (self.marked_partial, &self.commit) {
+            self.repo.mark_commit_partial(c, false).ok();
+        }
     }
 }
 
