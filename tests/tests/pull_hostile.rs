@@ -302,3 +302,18 @@ fn whiteouts_opaque_and_hardlinks_follow_the_spec() {
     assert_eq!(cat("/usr/a").as_deref(), Some("version2"));
     assert_eq!(cat("/usr/c").as_deref(), Some("later file"));
 }
+
+/// A GNU long-name entry that claims 2 MiB: stopped at its header, before the tar parser would
+/// read it into memory.
+#[test]
+fn oversized_tar_metadata_is_stopped_at_its_header() {
+    let mut c = Case::new();
+    let mut lh = tar::Header::new_gnu();
+    lh.set_entry_type(tar::EntryType::GNULongName);
+    lh.set_size(2 << 20);
+    lh.set_mode(0o644);
+    lh.set_cksum();
+    let mut layer = lh.as_bytes().to_vec();
+    layer.extend(std::iter::repeat_n(b'a', 8192));
+    c.refused(&[layer], "over the 1048576 byte limit");
+}

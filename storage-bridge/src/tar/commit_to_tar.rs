@@ -263,7 +263,11 @@ impl<W: Write> TarWriter<W> {
             let tp = checkout_path(p);
             if meta.symlink.is_none() && meta.size == 0 {
                 // Empty files are real files: container builds that touch them must not
-                // modify the object through a hardlink.
+                // modify the object through a hardlink. They carry the xattrs themselves.
+                if !pax.is_empty() {
+                    self.out
+                        .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), *v)))?;
+                }
                 let mut h = header(tar::EntryType::Regular, uid, gid, mode, 0);
                 self.out.append_data(&mut h, tp, io::empty())?;
             } else {

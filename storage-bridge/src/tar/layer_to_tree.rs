@@ -225,7 +225,7 @@ impl<'r> TreeMerge<'r> {
 
     /// Apply one derived layer. `layer` names it in errors.
     pub fn apply_layer(&mut self, tar: impl Read, layer: &str) -> Result<()> {
-        let mut ar = tar::Archive::new(tar);
+        let mut ar = tar::Archive::new(super::guard::TarGuard::new(tar));
         // Paths this layer wrote (an opaque marker hides only what lower layers had).
         let mut added: HashSet<String> = HashSet::new();
         // Regular files of this layer by tar path (hardlink targets, kept or not).

@@ -5,6 +5,7 @@
 //! - [`tar_to_commit`]: ostree layers ─▶ verified objects in a repo (sync, any `Read`).
 
 pub mod commit_to_tar;
+pub mod guard;
 pub mod layer_to_tree;
 pub mod tar_to_commit;
 

@@ -116,7 +116,7 @@ impl<'r> ObjectImporter<'r> {
         layer: &str,
     ) -> Result<LayerStats> {
         let mut stats = LayerStats::default();
-        let mut ar = tar::Archive::new(tar);
+        let mut ar = tar::Archive::new(super::guard::TarGuard::new(tar));
         let mut next_xattrs: Option<(String, String)> = None;
         let mut last_was_commit = false;
         for (i, entry) in ar
