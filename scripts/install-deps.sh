@@ -9,7 +9,7 @@ PKGS=(
   # the real parts the tests drive
   ostree skopeo podman runc docker-registry busybox-static
   # fixtures and checks: rpm database built in tests, GPG keys, chattr, tar/zstd for comparisons
-  rpm gnupg e2fsprogs tar zstd gzip systemd make
+  rpm gnupg e2fsprogs tar zstd gzip systemd make time
 )
 missing=()
 for p in "${PKGS[@]}"; do

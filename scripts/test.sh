@@ -22,4 +22,8 @@ set -e
 # One closing line over every test binary.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) g += $i } }
      END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, g }' "$log"
-exit "$rc"
+[ "$rc" = 0 ] || exit "$rc"
+# The benchmark's smoke mode on the tiny fixture, so bench/run.sh cannot rot (not timed).
+echo "== bench/run.sh --smoke"
+BENCH_WORK="$(mktemp -d /var/tmp/ob-bench-smoke.XXXXXX)" bash bench/run.sh --smoke >/dev/null
+echo "bench smoke: ok"
