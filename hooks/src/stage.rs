@@ -113,25 +113,9 @@ pub fn kernel_version(tree: &CommitTree) -> Result<String> {
     }
 }
 
-/// A string the importer stored with a commit: in the merge commit's metadata, or in the
-/// detached metadata of a pure ostree image.
+/// A string the importer stored with a commit (see `storage_bridge::pipeline::images::meta`).
 pub fn image_meta(repo: &ostree::Repo, commit: &str, key: &str) -> Result<Option<String>> {
-    let (c, _) = repo.load_commit(commit)?;
-    if let Some(v) = glib::VariantDict::new(Some(&c.child_value(0)))
-        .lookup::<String>(key)
-        .ok()
-        .flatten()
-    {
-        return Ok(Some(v));
-    }
-    Ok(repo
-        .read_commit_detached_metadata(commit, gio::Cancellable::NONE)?
-        .and_then(|d| {
-            glib::VariantDict::new(Some(&d))
-                .lookup::<String>(key)
-                .ok()
-                .flatten()
-        }))
+    storage_bridge::pipeline::images::meta(repo, commit, key)
 }
 
 /// The kernel arguments a commit's kargs.d asks for.

@@ -40,7 +40,9 @@ pub struct StoredImage {
     pub version: Option<String>,
 }
 
-fn meta(repo: &Repo, commit: &str, key: &str) -> Result<Option<String>> {
+/// A string the importer stored with a commit: in the merge commit's metadata, or in the
+/// detached metadata of a pure ostree image.
+pub fn meta(repo: &Repo, commit: &str, key: &str) -> Result<Option<String>> {
     let (c, _) = repo.load_commit(commit)?;
     if let Some(v) = glib::VariantDict::new(Some(&c.child_value(0)))
         .lookup::<String>(key)
