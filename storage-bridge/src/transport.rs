@@ -109,7 +109,8 @@ pub fn skopeo_copy(
 /// byte for byte when the layers allow it (`--preserve-digests`), converting otherwise (a
 /// containers-storage image that came from a compressed one cannot hand its blobs out as
 /// they were named).
-pub fn skopeo_copy_to_oci(src: &str, dir: &Path, opts: &SkopeoOptions) -> Result<()> {
+/// Returns whether the source's manifest was kept byte for byte.
+pub fn skopeo_copy_to_oci(src: &str, dir: &Path, opts: &SkopeoOptions) -> Result<bool> {
     let mut args: Vec<String> = vec!["copy".into(), "--quiet".into()];
     if let Some(a) = &opts.authfile {
         args.push(format!("--src-authfile={}", a.display()));
@@ -127,11 +128,11 @@ pub fn skopeo_copy_to_oci(src: &str, dir: &Path, opts: &SkopeoOptions) -> Result
         let mut preserving = args.clone();
         preserving.insert(2, "--preserve-digests".into());
         if run_skopeo(&preserving, &format!("reading {src}")).is_ok() {
-            return Ok(());
+            return Ok(true);
         }
     }
     run_skopeo(&args, &format!("reading {src}"))?;
-    Ok(())
+    Ok(false)
 }
 
 /// Read an image's manifest (not an index) wherever it lives.

@@ -27,6 +27,7 @@ impl Source {
         // The digest the source itself gives its manifest (what `upgrade` compares later);
         // for oci: layouts, the index's.
         let mut source_digest = None;
+        let mut preserved = false;
         let (oci, tag, staged) = if r.transport == Transport::OciDir {
             let (p, tag) = r.path_and_tag();
             if !Path::new(p).join("index.json").is_file() {
@@ -44,7 +45,7 @@ impl Source {
             let tmp = tempfile::Builder::new()
                 .prefix("ostree-container-src-")
                 .tempdir()?;
-            transport::skopeo_copy_to_oci(&r.to_string(), tmp.path(), opts)?;
+            preserved = transport::skopeo_copy_to_oci(&r.to_string(), tmp.path(), opts)?;
             let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
             (OciDir::open_existing(dir)?, None, Some(tmp))
         };
@@ -58,7 +59,15 @@ impl Source {
             .context("parsing the config")?;
         Ok(Source {
             oci,
-            manifest_digest: source_digest.unwrap_or(mdesc.digest),
+            manifest_digest: match source_digest {
+                // The copy kept the manifest: it must be the one inspected a moment before.
+                Some(d) if preserved && d != mdesc.digest => bail!(
+                    "{r} changed while it was read (manifest {d}, then {}); try again",
+                    mdesc.digest
+                ),
+                Some(d) => d,
+                None => mdesc.digest,
+            },
             manifest,
             config,
             _staged: staged,

@@ -54,6 +54,16 @@ fn note(map: &mut BTreeMap<String, PathReportLine>, key: &str, path: &str) {
     }
 }
 
+/// An entry of a tree: (file checksum, subdirectory); both None when there is no such name.
+/// Other failures (e.g. a lazily loaded base dirtree that cannot be read) are errors.
+fn entry(t: &MutableTree, name: &str) -> Result<(Option<String>, Option<MutableTree>)> {
+    match t.lookup(name) {
+        Ok((f, d)) => Ok((f.map(|s| s.to_string()), d)),
+        Err(e) if e.matches(gio::IOErrorEnum::NotFound) => Ok((None, None)),
+        Err(e) => Err(anyhow!("looking up {name:?}: {e}")),
+    }
+}
+
 /// Record `p` and every directory above it as written by the current layer.
 fn mark_added(added: &mut HashSet<String>, p: String) {
     let mut cur = p.as_str();
@@ -170,7 +180,7 @@ impl<'r> TreeMerge<'r> {
     fn ensure_dir_path(&self, path: &str) -> Result<MutableTree> {
         let mut t = self.root.clone();
         for c in path.split('/').filter(|c| !c.is_empty()) {
-            let (file, sub) = t.lookup(c).unwrap_or((None, None));
+            let (file, sub) = entry(&t, c)?;
             t = match sub {
                 Some(s) => s,
                 None => {
@@ -187,28 +197,30 @@ impl<'r> TreeMerge<'r> {
     }
 
     /// The directory at `path` when it exists.
-    fn find_dir(&self, path: &str) -> Option<MutableTree> {
+    fn find_dir(&self, path: &str) -> Result<Option<MutableTree>> {
         let mut t = self.root.clone();
         for c in path.split('/').filter(|c| !c.is_empty()) {
-            t = t.lookup(c).ok()?.1?;
+            match entry(&t, c)?.1 {
+                Some(s) => t = s,
+                None => return Ok(None),
+            }
         }
-        Some(t)
+        Ok(Some(t))
     }
 
     /// The content checksum of the file at `path` in the tree.
-    fn find_file(&self, path: &str) -> Option<String> {
+    fn find_file(&self, path: &str) -> Result<Option<String>> {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        self.find_dir(dir)?
-            .lookup(name)
-            .ok()?
-            .0
-            .map(|s| s.to_string())
+        match self.find_dir(dir)? {
+            Some(d) => Ok(entry(&d, name)?.0),
+            None => Ok(None),
+        }
     }
 
     fn put_file(&self, path: &str, csum: &str) -> Result<()> {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
         let d = self.ensure_dir_path(dir)?;
-        if let Ok((_, Some(_))) = d.lookup(name) {
+        if entry(&d, name)?.1.is_some() {
             d.remove(name, false)?;
         }
         d.replace_file(name, csum)?;
@@ -217,7 +229,7 @@ impl<'r> TreeMerge<'r> {
 
     fn remove(&self, path: &str) -> Result<()> {
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        if let Some(d) = self.find_dir(dir) {
+        if let Some(d) = self.find_dir(dir)? {
             d.remove(name, true)?;
         }
         Ok(())
@@ -394,7 +406,10 @@ impl<'r> TreeMerge<'r> {
                     if let Some(d) = dest {
                         // Resolve now, against what the stream has said so far; only a target
                         // that has not appeared yet waits for the end of the layer.
-                        match self.resolve_link(&t, &written) {
+                        match self
+                            .resolve_link(&t, &written)
+                            .map_err(|e| ctx(&format!("{e:#}")))?
+                        {
                             Some(c) => {
                                 self.put_file(&d, &c).map_err(|e| ctx(&format!("{e:#}")))?;
                                 pending_links.remove(&d);
@@ -420,27 +435,31 @@ impl<'r> TreeMerge<'r> {
         // Hardlinks last: their targets may come later in the stream, or from lower layers.
         for (dest, (from, target)) in pending_links {
             let csum = self
-                .resolve_link(&target, &written)
+                .resolve_link(&target, &written)?
                 .ok_or_else(|| anyhow!("{layer}: entry {from:?}: hardlink target {target:?} is not a file in this layer or below"))?;
             self.put_file(&dest, &csum)?;
         }
         Ok(())
     }
 
-    fn resolve_link(&self, target: &str, written: &HashMap<String, String>) -> Option<String> {
+    fn resolve_link(
+        &self,
+        target: &str,
+        written: &HashMap<String, String>,
+    ) -> Result<Option<String>> {
         if let Some(c) = written.get(target) {
-            return Some(c.clone());
+            return Ok(Some(c.clone()));
         }
         match place(target) {
             Place::Keep(t) => self.find_file(&t),
-            Place::Drop(_) => None,
+            Place::Drop(_) => Ok(None),
         }
     }
 
     /// Hide everything lower layers had in `dir`: entries this layer added (and the
     /// directories above them) stay, lower content inside them goes.
     fn apply_opaque(&self, dir: &str, added: &HashSet<String>) -> Result<()> {
-        let Some(t) = self.find_dir(dir) else {
+        let Some(t) = self.find_dir(dir)? else {
             return Ok(());
         };
         let mut todo = vec![(t, dir.to_string())];
@@ -474,7 +493,7 @@ impl<'r> TreeMerge<'r> {
             return Ok(());
         }
         for p in ["usr/etc/hostname", "usr/etc/resolv.conf"] {
-            if let Some(c) = self.find_file(p) {
+            if let Some(c) = self.find_file(p)? {
                 if let Ok(m) = crate::commit::query_file(self.repo, &c) {
                     if m.size == 0 && !m.is_symlink() {
                         self.remove(p)?;
