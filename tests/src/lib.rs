@@ -125,6 +125,25 @@ impl TestEnv {
         Ok(())
     }
 
+    /// `ostree-container encapsulate -q --repo REPO REV DEST EXTRA…`; the manifest digest.
+    pub fn encapsulate(
+        &self,
+        repo: &Path,
+        rev: &str,
+        dest: &str,
+        extra: &[&str],
+    ) -> Result<String> {
+        let out = run_stdout(
+            self.ostree_container()
+                .args(["encapsulate", "-q", "--repo"])
+                .arg(repo)
+                .arg(rev)
+                .arg(dest)
+                .args(extra),
+        )?;
+        Ok(out.trim().to_string())
+    }
+
     /// `ostree-container` in this test's private container world.
     pub fn ostree_container(&self) -> Command {
         self.podman.wrap(workspace_bin("ostree-container"))

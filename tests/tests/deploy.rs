@@ -38,14 +38,8 @@ fn status(env: &TestEnv, sysroot: &Path) -> Value {
 fn deploys_a_derived_image_with_kargs_origin_and_etc() {
     let env = TestEnv::new();
     let (src, base) = env.repo_with("src", "sample", SAMPLE).unwrap();
-    run_stdout(
-        env.ostree_container()
-            .args(["encapsulate", "-q", "--repo"])
-            .arg(&src)
-            .arg("sample")
-            .arg(env.cstor_ref("localhost/base:1")),
-    )
-    .unwrap();
+    env.encapsulate(&src, "sample", &env.cstor_ref("localhost/base:1"), &[])
+        .unwrap();
     env.podman_build("localhost/myos:1", "FROM localhost/base:1\nRUN echo 'from the image' > /etc/image-config && echo 'kargs = [\"derived.karg\"]' > /usr/lib/bootc/kargs.d/20-derived.toml\n").unwrap();
     let sysroot = new_sysroot(env.path(), "sysroot", "myos").unwrap();
     let imgref = "ostree-unverified-image:containers-storage:localhost/myos:1";
@@ -153,28 +147,16 @@ fn refuses_images_that_cannot_boot() {
         .repo_with("nokernel", "x", "bootable\nfile usr/bin/x content=\"x\"\n")
         .unwrap();
     let oci = env.path().join("nokernel-oci");
-    run_stdout(
-        env.ostree_container()
-            .args(["encapsulate", "-q", "--repo"])
-            .arg(&src)
-            .arg("x")
-            .arg(format!("oci:{}", oci.display())),
-    )
-    .unwrap();
+    env.encapsulate(&src, "x", &format!("oci:{}", oci.display()), &[])
+        .unwrap();
     fail(&format!("oci:{}", oci.display()), &[], "no kernel");
     // Not labelled bootable.
     let (src, _) = env
         .repo_with("nolabel", "x", "kernel 6.1\nfile usr/bin/x content=\"x\"\n")
         .unwrap();
     let oci = env.path().join("nolabel-oci");
-    run_stdout(
-        env.ostree_container()
-            .args(["encapsulate", "-q", "--repo"])
-            .arg(&src)
-            .arg("x")
-            .arg(format!("oci:{}", oci.display())),
-    )
-    .unwrap();
+    env.encapsulate(&src, "x", &format!("oci:{}", oci.display()), &[])
+        .unwrap();
     fail(&format!("oci:{}", oci.display()), &[], "not bootable");
     // Missing stateroot and sysroot.
     let o = env
@@ -225,14 +207,8 @@ fn upgrade(env: &TestEnv, sysroot: &Path, extra: &[&str]) -> Value {
 fn upgrade_follows_a_rebuilt_tag_keeps_local_etc_and_says_no_update() {
     let env = TestEnv::new();
     let (src, _) = env.repo_with("src", "sample", SAMPLE).unwrap();
-    run_stdout(
-        env.ostree_container()
-            .args(["encapsulate", "-q", "--repo"])
-            .arg(&src)
-            .arg("sample")
-            .arg(env.cstor_ref("localhost/base:1")),
-    )
-    .unwrap();
+    env.encapsulate(&src, "sample", &env.cstor_ref("localhost/base:1"), &[])
+        .unwrap();
     env.podman_build(
         "localhost/myos:latest",
         "FROM localhost/base:1\nRUN echo v1 > /etc/image-version && echo 'kargs = [\"old.karg\"]' > /usr/lib/bootc/kargs.d/30-v.toml\n",
@@ -354,20 +330,13 @@ fn rollback_pin_and_switch() {
     let (src, _) = env.repo_with("src", "sample", SAMPLE).unwrap();
     let a = env.path().join("a");
     let b = env.path().join("b");
-    run_stdout(
-        env.ostree_container()
-            .args(["encapsulate", "-q", "--repo"])
-            .arg(&src)
-            .arg("sample")
-            .arg(format!("oci:{}", a.display())),
-    )
-    .unwrap();
-    run_stdout(
-        env.ostree_container()
-            .args(["encapsulate", "-q", "--label", "flavour=b", "--repo"])
-            .arg(&src)
-            .arg("sample")
-            .arg(format!("oci:{}", b.display())),
+    env.encapsulate(&src, "sample", &format!("oci:{}", a.display()), &[])
+        .unwrap();
+    env.encapsulate(
+        &src,
+        "sample",
+        &format!("oci:{}", b.display()),
+        &["--label", "flavour=b"],
     )
     .unwrap();
     let sysroot = new_sysroot(env.path(), "sysroot", "myos").unwrap();
@@ -439,20 +408,18 @@ fn a_deploy_that_would_not_fit_changes_nothing() {
         .unwrap();
     let a = env.path().join("a");
     let b = env.path().join("b");
-    run_stdout(
-        env.ostree_container()
-            .args(["encapsulate", "-q", "--compression", "none", "--repo"])
-            .arg(&src)
-            .arg("x")
-            .arg(format!("oci:{}", a.display())),
+    env.encapsulate(
+        &src,
+        "x",
+        &format!("oci:{}", a.display()),
+        &["--compression", "none"],
     )
     .unwrap();
-    run_stdout(
-        env.ostree_container()
-            .args(["encapsulate", "-q", "--compression", "none", "--repo"])
-            .arg(&big)
-            .arg("x")
-            .arg(format!("oci:{}", b.display())),
+    env.encapsulate(
+        &big,
+        "x",
+        &format!("oci:{}", b.display()),
+        &["--compression", "none"],
     )
     .unwrap();
     deploy(&env, &sysroot, &format!("oci:{}", a.display()), &[]);
@@ -502,22 +469,10 @@ fn killed_deploys_leave_the_previous_default_intact() {
     let (src2, _) = env.repo_with("src2", "x", &text).unwrap();
     let a = env.path().join("a");
     let b = env.path().join("b");
-    run_stdout(
-        env.ostree_container()
-            .args(["encapsulate", "-q", "--repo"])
-            .arg(&src)
-            .arg("x")
-            .arg(format!("oci:{}", a.display())),
-    )
-    .unwrap();
-    run_stdout(
-        env.ostree_container()
-            .args(["encapsulate", "-q", "--repo"])
-            .arg(&src2)
-            .arg("x")
-            .arg(format!("oci:{}", b.display())),
-    )
-    .unwrap();
+    env.encapsulate(&src, "x", &format!("oci:{}", a.display()), &[])
+        .unwrap();
+    env.encapsulate(&src2, "x", &format!("oci:{}", b.display()), &[])
+        .unwrap();
     let ia = format!("oci:{}", a.display());
     let ib = format!("oci:{}", b.display());
     deploy(&env, &sysroot, &ia, &[]);
@@ -605,14 +560,8 @@ fn prune_images_keeps_what_deployments_use() {
             .repo_with(&format!("src{i}"), "x", &small_os(extra))
             .unwrap();
         let o = env.path().join(format!("img{i}"));
-        run_stdout(
-            env.ostree_container()
-                .args(["encapsulate", "-q", "--repo"])
-                .arg(&src)
-                .arg("x")
-                .arg(format!("oci:{}", o.display())),
-        )
-        .unwrap();
+        env.encapsulate(&src, "x", &format!("oci:{}", o.display()), &[])
+            .unwrap();
         imgs.push(format!("oci:{}", o.display()));
     }
     deploy(&env, &sysroot, &imgs[0], &[]);
@@ -692,14 +641,8 @@ fn a_locked_sysroot_is_refused_and_left_alone() {
     let sysroot = new_sysroot(env.path(), "sysroot", "myos").unwrap();
     let (src, _) = env.repo_with("src", "x", &small_os("")).unwrap();
     let o = env.path().join("img");
-    run_stdout(
-        env.ostree_container()
-            .args(["encapsulate", "-q", "--repo"])
-            .arg(&src)
-            .arg("x")
-            .arg(format!("oci:{}", o.display())),
-    )
-    .unwrap();
+    env.encapsulate(&src, "x", &format!("oci:{}", o.display()), &[])
+        .unwrap();
     // Another process holds ostree's sysroot lock (as an upgrade in progress would).
     let lock = sysroot.join("ostree/lock");
     // libostree takes an fcntl (OFD) lock, which flock(1) would not conflict with.
