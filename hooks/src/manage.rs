@@ -96,6 +96,9 @@ pub fn prune_images(path: &Path, dry_run: bool) -> Result<PruneReport> {
         r.removed.push(full);
     }
     if !dry_run {
+        // The layers only the removed images used go too, so cleanup frees their objects.
+        storage_bridge::layer_cache::prune_layers_in(&repo, false)
+            .context("pruning cached layers")?;
         s.cleanup(gio::Cancellable::NONE)
             .context("pruning the repository")?;
     }

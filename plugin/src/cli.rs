@@ -225,6 +225,32 @@ pub enum ImageCommand {
     /// Remove every image of a sysroot's repo that no deployment uses (booted, staged,
     /// rollback and pinned ones are kept), and free their objects.
     PruneImages(PruneArgs),
+
+    /// Remove the cached layers (refs under ostree/container/blob/) that no image ref and no
+    /// deployment needs; with --prune-objects, also free the objects nothing reaches any more.
+    ///
+    /// Layers are cached by diff_id so a later pull of an image that shares them fetches only
+    /// the others. Example:
+    ///
+    ///   ostree-container image remove --repo=/srv/repo oci:/srv/os:1
+    ///   ostree-container image prune-layers --repo=/srv/repo --prune-objects
+    PruneLayers(PruneLayersArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PruneLayersArgs {
+    /// Path to the ostree repository.
+    #[arg(long, value_name = "REPO")]
+    pub repo: PathBuf,
+    /// List what would go; remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Then prune the repository (like `ostree prune --refs-only`) to free the objects.
+    #[arg(long)]
+    pub prune_objects: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -107,7 +107,7 @@ impl Progress for LayerBars {
     }
 }
 
-fn mib(n: u64) -> String {
+pub fn mib(n: u64) -> String {
     if n < 1 << 20 {
         format!("{:.1} KiB", n as f64 / 1024.0)
     } else {

@@ -1,6 +1,6 @@
-//! `image list`, `image metadata`, `image history`, `image remove`.
+//! `image list`, `image metadata`, `image history`, `image remove`, `image prune-layers`.
 
-use crate::cli::{MetadataArgs, RemoveArgs, RepoArgs};
+use crate::cli::{MetadataArgs, PruneLayersArgs, RemoveArgs, RepoArgs};
 use anyhow::Result;
 use storage_bridge::pipeline::images;
 
@@ -59,6 +59,32 @@ pub fn history(a: MetadataArgs) -> Result<()> {
 pub fn remove(a: RemoveArgs) -> Result<()> {
     for r in images::remove(&a.repo, &a.imgrefs)? {
         println!("Removed {r}");
+    }
+    Ok(())
+}
+
+pub fn prune_layers(a: PruneLayersArgs) -> Result<()> {
+    let r = storage_bridge::layer_cache::prune_layers(&a.repo, a.dry_run, a.prune_objects)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(());
+    }
+    let verb = if r.dry_run { "Would remove" } else { "Removed" };
+    for x in &r.removed {
+        println!("{verb} {x}");
+    }
+    println!(
+        "{} layer refs {}, {} kept.",
+        r.removed.len(),
+        if r.dry_run { "to remove" } else { "removed" },
+        r.kept
+    );
+    if a.prune_objects && !r.dry_run {
+        println!(
+            "Freed {} objects ({}).",
+            r.objects_freed,
+            crate::render::mib(r.bytes_freed)
+        );
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCommand::History(a)) => images::history(a),
         Command::Image(ImageCommand::Remove(a)) => images::remove(a),
         Command::Image(ImageCommand::PruneImages(a)) => manage::prune(a),
+        Command::Image(ImageCommand::PruneLayers(a)) => images::prune_layers(a),
         Command::Status(a) => status::run(a),
         Command::Upgrade(a) => upgrade::run(*a),
         Command::Switch(a) => manage::switch(*a),

@@ -3,7 +3,9 @@
 //! ```text
 //! Source::open ─▶ layout (ostree layers up to ostree.final-diffid, then derived layers)
 //!   ─▶ one transaction:
-//!        base commit present and complete? skip its layers : ObjectImporter (verified)
+//!        base commit present and complete? skip its layers : ObjectImporter (verified),
+//!          skipping chunk layers the layer cache holds
+//!        each derived layer: layer cache hit, or tar ─▶ layer_to_tree ─▶ layer commit + refs
 //!        TreeMerge::new(base) ─▶ apply_layer(derived 1) … apply_layer(derived N)
 //!        write_mtree ─▶ merge commit (parent = base; manifest and config in its metadata)
 //!   ─▶ image ref ─▶ commit the transaction
@@ -14,8 +16,10 @@
 use super::source::Source;
 use super::unencapsulate::MAX_LAYER_UNCOMPRESSED;
 use crate::imgref::{OstreeImageReference, SignatureSource};
+use crate::layer_cache;
+use crate::merge::TreeMerge;
 use crate::progress::Progress;
-use crate::tar::layer_to_tree::{PolicyReport, TreeMerge};
+use crate::tar::layer_to_tree::{layer_to_tree, PolicyReport};
 use crate::transport::SkopeoOptions;
 use anyhow::{anyhow, bail, Context, Result};
 use ostree::gio;
@@ -77,6 +81,8 @@ pub struct PullOptions {
 pub struct PlannedLayer {
     pub index: usize,
     pub digest: String,
+    /// The digest of the uncompressed layer (the layer cache's key).
+    pub diff_id: String,
     pub size: u64,
     /// "ostree" or "derived".
     pub kind: &'static str,
@@ -152,19 +158,38 @@ pub fn pull(
     let n = src.ostree_layer_count(&name)?;
     let base = src.ostree_commit().filter(|_| n > 0).map(str::to_string);
     let base_present = base.as_deref().is_some_and(|c| commit_complete(&repo, c));
+    // What the repo holds already: the whole base, chunk layers as object sets, derived layers
+    // as layer commits (all keyed by diff_id).
+    let chunk_cached = if base.is_some() && !base_present {
+        src.cached_chunks(&repo, n)?
+    } else {
+        vec![false; n]
+    };
+    let mut derived_cached = Vec::new();
+    for i in n..src.layers().len() {
+        let (digest, diff_id) = src.layer_ids(i)?;
+        derived_cached.push(layer_cache::lookup(
+            &repo,
+            diff_id,
+            digest,
+            layer_cache::LayerKind::Tree,
+        )?);
+    }
     let mut plan = Vec::new();
     for (i, l) in src.layers().iter().enumerate() {
         let ostree = i < n;
+        let present = if ostree {
+            base_present || chunk_cached[i]
+        } else {
+            derived_cached[i - n].is_some()
+        };
         plan.push(PlannedLayer {
             index: i,
-            digest: l["digest"].as_str().unwrap_or_default().to_string(),
+            digest: src.layer_ids(i)?.0.to_string(),
+            diff_id: src.layer_ids(i)?.1.to_string(),
             size: l["size"].as_u64().unwrap_or_default(),
             kind: if ostree { "ostree" } else { "derived" },
-            action: if ostree && base_present {
-                "present"
-            } else {
-                "fetched"
-            },
+            action: if present { "present" } else { "fetched" },
         });
     }
     let bytes_to_fetch = plan
@@ -202,7 +227,7 @@ pub fn pull(
     repo.prepare_transaction(gio::Cancellable::NONE)?;
     let r = (|| -> Result<(String, PolicyReport)> {
         if base.is_some() && !base_present {
-            src.import_ostree_layers(&repo, n, progress)?;
+            src.import_ostree_layers(&repo, n, &chunk_cached, progress)?;
         }
         let manifest_json = serde_json::to_string(&src.manifest)?;
         let config_json = serde_json::to_string(&src.config)?;
@@ -224,17 +249,28 @@ pub fn pull(
             return Ok((c, PolicyReport::default()));
         }
         let mut merge = TreeMerge::new(&repo, base.as_deref())?;
-        for (i, p) in plan.iter().enumerate().skip(n) {
+        for (p, cached) in plan.iter().skip(n).zip(derived_cached) {
+            let i = p.index;
             let desc = format!("layer {i} ({})", p.digest);
-            progress.layer_start(i, &desc, p.size);
-            let mut v = src
-                .layer(i, MAX_LAYER_UNCOMPRESSED)
-                .with_context(|| desc.clone())?;
-            merge.apply_layer(&mut v, &desc)?;
-            v.finish().with_context(|| desc.clone())?;
-            progress.layer_done(i);
+            let (commit, meta) = match cached {
+                Some(c) => c,
+                None => {
+                    progress.layer_start(i, &desc, p.size);
+                    let mut v = src
+                        .layer(i, MAX_LAYER_UNCOMPRESSED)
+                        .with_context(|| desc.clone())?;
+                    let tree = layer_to_tree(&repo, &mut v, &desc)?;
+                    v.finish().with_context(|| desc.clone())?;
+                    let c = layer_cache::write_tree(&repo, &tree, &p.diff_id)
+                        .with_context(|| format!("{desc}: recording it in the layer cache"))?;
+                    layer_cache::set_refs(&repo, &p.diff_id, &p.digest, &c.0);
+                    progress.layer_done(i);
+                    c
+                }
+            };
+            merge.apply_layer(&commit, &meta, &desc)?;
         }
-        merge.remove_builder_artifacts(true)?;
+        merge.remove_builder_artifacts()?;
         let root = repo.write_mtree(&merge.root, gio::Cancellable::NONE)?;
         let root = root
             .downcast_ref::<ostree::RepoFile>()

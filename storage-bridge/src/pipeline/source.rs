@@ -126,20 +126,64 @@ impl Source {
         }
     }
 
+    /// Layer `i`'s blob digest and diff_id, as the manifest and config name them.
+    pub fn layer_ids(&self, i: usize) -> Result<(&str, &str)> {
+        let digest = self.layers().get(i).and_then(|l| l["digest"].as_str());
+        let diff_id = self.diff_ids().get(i).and_then(|d| d.as_str());
+        match (digest, diff_id) {
+            (Some(d), Some(id)) => Ok((d, id)),
+            (None, _) => bail!("layer {i} of the manifest has no digest"),
+            (_, None) => bail!("the config has no diff_id string for layer {i}"),
+        }
+    }
+
+    /// Which of the first `n` (ostree) layers the layer cache already holds as object sets
+    /// (never layer 0, the commit layer).
+    pub fn cached_chunks(&self, repo: &ostree::Repo, n: usize) -> Result<Vec<bool>> {
+        (0..n)
+            .map(|i| {
+                if i == 0 {
+                    return Ok(false);
+                }
+                let (digest, diff_id) = self.layer_ids(i)?;
+                Ok(crate::layer_cache::lookup(
+                    repo,
+                    diff_id,
+                    digest,
+                    crate::layer_cache::LayerKind::Objects,
+                )?
+                .is_some())
+            })
+            .collect()
+    }
+
     /// Import the first `n` (ostree) layers into `repo`'s open transaction, check the commit
     /// against the `ostree.commit` label and for completeness; the commit and per-layer stats.
+    /// Chunk layers `i` with `cached[i]` are not read: the layer cache holds their objects.
+    /// Every layer read is recorded in the layer cache (refs set in the transaction, after its
+    /// digests were verified).
     pub fn import_ostree_layers(
         &self,
         repo: &ostree::Repo,
         n: usize,
+        cached: &[bool],
         progress: &dyn crate::progress::Progress,
     ) -> Result<(String, Vec<crate::tar::tar_to_commit::LayerStats>)> {
-        use crate::tar::tar_to_commit::{LayerRole, ObjectImporter};
+        use crate::layer_cache;
+        use crate::tar::tar_to_commit::{LayerRole, LayerStats, ObjectImporter};
         let mut imp = ObjectImporter::new(repo);
-        let r = (|| -> Result<Vec<crate::tar::tar_to_commit::LayerStats>> {
+        let r = (|| -> Result<Vec<LayerStats>> {
             let mut stats = Vec::new();
             for (i, l) in self.layers().iter().enumerate().take(n) {
-                let desc = format!("layer {i} ({})", l["digest"].as_str().unwrap_or("?"));
+                let (digest, diff_id) = self.layer_ids(i)?;
+                let desc = format!("layer {i} ({digest})");
+                if i > 0 && cached.get(i).copied().unwrap_or(false) {
+                    stats.push(LayerStats {
+                        cached: true,
+                        ..Default::default()
+                    });
+                    continue;
+                }
                 progress.layer_start(i, &desc, l["size"].as_u64().unwrap_or(0));
                 let mut v = self
                     .layer(i, super::unencapsulate::MAX_LAYER_UNCOMPRESSED)
@@ -149,8 +193,15 @@ impl Source {
                 } else {
                     LayerRole::Chunk
                 };
-                stats.push(imp.import_layer(&mut v, role, &desc)?);
+                let mut st = imp.import_layer(&mut v, role, &desc)?;
                 v.finish().with_context(|| desc.clone())?;
+                if role == LayerRole::Chunk {
+                    let c = layer_cache::write_objects(repo, &st.objects, diff_id)
+                        .with_context(|| format!("{desc}: recording it in the layer cache"))?;
+                    layer_cache::set_refs(repo, diff_id, digest, &c);
+                }
+                st.objects = Vec::new();
+                stats.push(st);
                 progress.layer_done(i);
             }
             let want = self.ostree_commit().unwrap_or_default();
@@ -163,7 +214,12 @@ impl Source {
             Ok(stats)
         })();
         match r {
-            Ok(stats) => Ok((imp.finish()?, stats)),
+            Ok(stats) => {
+                let commit = imp.finish()?;
+                let (digest, diff_id) = self.layer_ids(0)?;
+                layer_cache::set_refs(repo, diff_id, digest, &commit);
+                Ok((commit, stats))
+            }
             Err(e) => {
                 imp.abandon();
                 Err(e)

@@ -3,7 +3,8 @@
 //! ```text
 //! open source (oci: in place; other transports staged by `skopeo copy` into a temp layout)
 //!   ─▶ manifest + config (digests verified) ─▶ layout: layers up to ostree.final-diffid
-//!   ─▶ one transaction: each layer blob ─▶ verify digest/size/diff_id ─▶ ObjectImporter
+//!   ─▶ one transaction: each layer blob not in the layer cache ─▶ verify digest/size/diff_id
+//!      ─▶ ObjectImporter ─▶ layer cache refs (layer_cache.rs)
 //!   ─▶ commit == ostree.commit label, complete ─▶ optional ref ─▶ commit the transaction
 //! ```
 //! A derived image (layers after the ostree ones) is refused: that is `image pull`'s job.
@@ -67,7 +68,8 @@ pub fn unencapsulate(
 
     repo.prepare_transaction(gio::Cancellable::NONE)?;
     let r = (|| -> Result<(String, Vec<LayerStats>)> {
-        let (csum, stats) = src.import_ostree_layers(&repo, n, progress)?;
+        let cached = src.cached_chunks(&repo, n)?;
+        let (csum, stats) = src.import_ostree_layers(&repo, n, &cached, progress)?;
         if let Some(r) = &opts.write_ref {
             repo.transaction_set_ref(None, r, Some(&csum));
         }

@@ -45,6 +45,11 @@ pub struct LayerStats {
     pub content_objects: u64,
     pub content_present: u64,
     pub content_bytes: u64,
+    /// The layer was not read: the layer cache already held its objects.
+    pub cached: bool,
+    /// Every content object the layer carried (present before or not), for the layer cache.
+    #[serde(skip)]
+    pub objects: Vec<String>,
 }
 
 /// Parse `XX/REST.KIND` (after the objects prefix) into (checksum, kind).
@@ -301,6 +306,7 @@ impl<'r> ObjectImporter<'r> {
                         },
                     };
                     stats.content_objects += 1;
+                    stats.objects.push(csum.clone());
                     if self.repo.has_object(
                         ostree::ObjectType::File,
                         &csum,
