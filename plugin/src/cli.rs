@@ -101,6 +101,14 @@ pub struct SysrootArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ProgressArgs {
+    /// Also write progress as JSON lines to this open file descriptor (schema in README:
+    /// start, phase, plan, layer_start, layer_progress, layer_done, done or error).
+    #[arg(long, value_name = "FD")]
+    pub progress_fd: Option<i32>,
+}
+
+#[derive(Debug, Args)]
 pub struct PinArgs {
     #[command(flatten)]
     pub sysroot: SysrootArgs,
@@ -117,6 +125,9 @@ pub struct SwitchArgs {
     pub imgref: String,
     #[command(flatten)]
     pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub progress: ProgressArgs,
     /// Print a JSON report.
     #[arg(long)]
     pub json: bool,
@@ -138,6 +149,9 @@ pub struct UpgradeArgs {
 
     #[command(flatten)]
     pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 
     /// Print a JSON report.
     #[arg(long)]
@@ -179,6 +193,9 @@ pub struct DeployArgs {
 
     #[command(flatten)]
     pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 
     /// Print a JSON report.
     #[arg(long)]
@@ -311,6 +328,9 @@ pub struct PullArgs {
     #[command(flatten)]
     pub source: SourceArgs,
 
+    #[command(flatten)]
+    pub progress: ProgressArgs,
+
     /// Print a JSON report (plan, commits, dropped paths) instead of text.
     #[arg(long)]
     pub json: bool,
@@ -338,6 +358,9 @@ pub struct UnencapsulateArgs {
 
     #[command(flatten)]
     pub source: SourceArgs,
+
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 
     /// Print a JSON report instead of `Imported: <checksum>`.
     #[arg(long)]

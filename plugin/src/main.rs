@@ -1,6 +1,7 @@
 //! `ostree-container`: thin binary; the work is in `storage-bridge`, the CLI in `cli.rs`.
 mod cli;
 mod cmd;
+mod progress_fd;
 mod render;
 
 use clap::Parser;

@@ -421,3 +421,66 @@ fn list_metadata_history_and_remove() {
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("no image"));
 }
+
+#[test]
+fn progress_fd_reports_the_plan_each_layer_and_the_result() {
+    let env = TestEnv::new();
+    let (src, csum) = env.repo_with("src", "sample", SAMPLE).unwrap();
+    let oci = env.path().join("oci");
+    env.encapsulate(&src, "sample", &format!("oci:{}", oci.display()), &[])
+        .unwrap();
+    let repo = env.new_repo("dst");
+    let events = env.path().join("events.jsonl");
+    // The descriptor is opened by the shell, as a script would.
+    let bin = ostree_bridge_tests::workspace_bin("ostree-container");
+    run(env
+        .command("sh")
+        .arg("-c")
+        .arg("exec \"$0\" image pull -q --progress-fd 3 \"$1\" \"$2\" 3>\"$3\"")
+        .arg(&bin)
+        .arg(&repo)
+        .arg(format!("oci:{}", oci.display()))
+        .arg(&events))
+    .unwrap();
+    let lines: Vec<Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().all(|e| e["v"] == 1), "{lines:?}");
+    let kinds: Vec<&str> = lines.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"start"));
+    assert_eq!(kinds.last(), Some(&"done"));
+    let plan = lines.iter().find(|e| e["event"] == "plan").unwrap();
+    let n = plan["layers"].as_array().unwrap().len();
+    assert!(n >= 2, "{plan}");
+    // Every layer read starts and ends, and its bytes add up to the blob's size.
+    for l in plan["layers"].as_array().unwrap() {
+        let i = &l["index"];
+        assert!(lines
+            .iter()
+            .any(|e| e["event"] == "layer_start" && &e["index"] == i));
+        let done = lines
+            .iter()
+            .find(|e| e["event"] == "layer_done" && &e["index"] == i)
+            .unwrap_or_else(|| panic!("no layer_done for {i}: {lines:?}"));
+        assert_eq!(done["bytes_done"], l["size"], "{done}");
+    }
+    let last = lines.last().unwrap();
+    assert_eq!(last["result"]["merged_commit"], csum.as_str());
+
+    // A failure ends with an error event.
+    let bad = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" image pull --progress-fd 3 \"$1\" oci:/nonexistent 3>\"$2\"")
+        .arg(&bin)
+        .arg(&repo)
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let text = std::fs::read_to_string(&events).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "error");
+    assert!(last["message"].as_str().unwrap().contains("/nonexistent"));
+}

@@ -1,6 +1,7 @@
 //! `ostree-container image deploy`: import an image and make it the next boot's deployment.
 
 use crate::cli::DeployArgs;
+use crate::progress_fd::Reporter;
 use crate::render;
 use anyhow::{Context, Result};
 use ostree_bridge_hooks::stage::{deploy, DeployOptions};
@@ -12,15 +13,16 @@ pub fn run(a: DeployArgs) -> Result<()> {
     o.kargs = a.kargs.clone();
     o.target_imgref = a.target_imgref.clone();
     o.pull.skopeo = a.source.skopeo_options();
-    let progress = render::LayerBars::new(!a.json);
+    let progress = Reporter::new(!a.json, a.progress.progress_fd, "image deploy", &a.imgref)?;
     let r = deploy(&a.sysroot, &a.stateroot, &imgref, &o, &progress).with_context(|| {
         format!(
             "deploying {imgref} to {} ({})",
             a.sysroot.display(),
             a.stateroot
         )
-    })?;
-    progress.finish();
+    });
+    progress.finish(&r);
+    let r = r?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());

@@ -1,7 +1,7 @@
 //! `switch`, `rollback`, `pin`, `unpin`.
 
 use crate::cli::{PinArgs, PruneArgs, SwitchArgs, SysrootArgs};
-use crate::render;
+use crate::progress_fd::Reporter;
 use anyhow::{anyhow, Context, Result};
 use ostree_bridge_hooks::{manage, stage};
 use storage_bridge::imgref::OstreeImageReference;
@@ -22,10 +22,11 @@ pub fn switch(a: SwitchArgs) -> Result<()> {
         })?;
     let mut o = stage::DeployOptions::default();
     o.pull.skopeo = a.source.skopeo_options();
-    let progress = render::LayerBars::new(!a.json);
+    let progress = Reporter::new(!a.json, a.progress.progress_fd, "switch", &a.imgref)?;
     let r = stage::deploy(path, &stateroot, &imgref, &o, &progress)
-        .with_context(|| format!("switching {} to {imgref}", path.display()))?;
-    progress.finish();
+        .with_context(|| format!("switching {} to {imgref}", path.display()));
+    progress.finish(&r);
+    let r = r?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

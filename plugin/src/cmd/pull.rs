@@ -1,6 +1,7 @@
 //! `ostree-container image pull`: any image ─▶ one merged commit.
 
 use crate::cli::PullArgs;
+use crate::progress_fd::Reporter;
 use crate::render;
 use anyhow::{Context, Result};
 use storage_bridge::imgref::OstreeImageReference;
@@ -10,10 +11,16 @@ pub fn run(a: PullArgs) -> Result<()> {
     let imgref = OstreeImageReference::parse(&a.imgref)?;
     let mut o = PullOptions::default();
     o.skopeo = a.source.skopeo_options();
-    let progress = render::LayerBars::new(!a.quiet && !a.json);
+    let progress = Reporter::new(
+        !a.quiet && !a.json,
+        a.progress.progress_fd,
+        "image pull",
+        &a.imgref,
+    )?;
     let r = storage_bridge::pull(&a.repo, &imgref, &o, &progress)
-        .with_context(|| format!("into {}", a.repo.display()))?;
-    progress.finish();
+        .with_context(|| format!("into {}", a.repo.display()));
+    progress.finish(&r);
+    let r = r?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());

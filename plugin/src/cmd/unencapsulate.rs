@@ -1,7 +1,7 @@
 //! `ostree-container unencapsulate`: pure ostree image ─▶ its commit.
 
 use crate::cli::UnencapsulateArgs;
-use crate::render;
+use crate::progress_fd::Reporter;
 use anyhow::{Context, Result};
 use storage_bridge::imgref::OstreeImageReference;
 use storage_bridge::UnencapsulateOptions;
@@ -11,10 +11,16 @@ pub fn run(a: UnencapsulateArgs) -> Result<()> {
     let mut o = UnencapsulateOptions::default();
     o.write_ref = a.write_ref.clone();
     o.skopeo = a.source.skopeo_options();
-    let progress = render::LayerBars::new(!a.quiet && !a.json);
+    let progress = Reporter::new(
+        !a.quiet && !a.json,
+        a.progress.progress_fd,
+        "unencapsulate",
+        &a.imgref,
+    )?;
     let report = storage_bridge::unencapsulate(&a.repo, &imgref, &o, &progress)
-        .with_context(|| format!("into {}", a.repo.display()))?;
-    progress.finish();
+        .with_context(|| format!("into {}", a.repo.display()));
+    progress.finish(&report);
+    let report = report?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if let Some(r) = &report.write_ref {

@@ -1,7 +1,7 @@
 //! `ostree-container upgrade`: deploy the tracked image again when it changed.
 
 use crate::cli::UpgradeArgs;
-use crate::render;
+use crate::progress_fd::Reporter;
 use anyhow::{Context, Result};
 use ostree_bridge_hooks::upgrade::{upgrade, UpgradeOptions};
 
@@ -10,10 +10,11 @@ pub fn run(a: UpgradeArgs) -> Result<()> {
     o.check = a.check;
     o.download_only = a.download_only;
     o.deploy.pull.skopeo = a.source.skopeo_options();
-    let progress = render::LayerBars::new(!a.json);
+    let progress = Reporter::new(!a.json, a.progress.progress_fd, "upgrade", "")?;
     let r = upgrade(&a.sysroot, &o, &progress)
-        .with_context(|| format!("upgrading {}", a.sysroot.display()))?;
-    progress.finish();
+        .with_context(|| format!("upgrading {}", a.sysroot.display()));
+    progress.finish(&r);
+    let r = r?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());

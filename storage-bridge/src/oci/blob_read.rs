@@ -172,6 +172,16 @@ impl<R: Read + Send + 'static> VerifiedLayer<R> {
     }
 }
 
+impl<R: Read + Send + 'static> crate::progress::BlobPosition for VerifiedLayer<R> {
+    fn blob_bytes_read(&self) -> u64 {
+        self.blob
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|r| r.count))
+            .unwrap_or(self.size)
+    }
+}
+
 impl<R: Read + Send + 'static> Read for VerifiedLayer<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.tar.read(buf)

@@ -18,7 +18,7 @@ use super::unencapsulate::MAX_LAYER_UNCOMPRESSED;
 use crate::imgref::{OstreeImageReference, SignatureSource};
 use crate::layer_cache;
 use crate::merge::TreeMerge;
-use crate::progress::Progress;
+use crate::progress::{Progress, ReadProgress};
 use crate::tar::layer_to_tree::{layer_to_tree, PolicyReport};
 use crate::transport::SkopeoOptions;
 use anyhow::{anyhow, bail, Context, Result};
@@ -197,6 +197,7 @@ pub fn pull(
         .filter(|p| p.action == "fetched")
         .map(|p| p.size)
         .sum();
+    progress.plan(&serde_json::json!({ "layers": plan, "bytes_to_fetch": bytes_to_fetch }));
     if let Some(Preflight(check)) = &opts.preflight {
         let fetched: Vec<&Value> = src
             .layers()
@@ -259,7 +260,7 @@ pub fn pull(
                     let mut v = src
                         .layer(i, MAX_LAYER_UNCOMPRESSED)
                         .with_context(|| desc.clone())?;
-                    let tree = layer_to_tree(&repo, &mut v, &desc)?;
+                    let tree = layer_to_tree(&repo, ReadProgress::new(&mut v, i, progress), &desc)?;
                     v.finish().with_context(|| desc.clone())?;
                     let c = layer_cache::write_tree(&repo, &tree, &p.diff_id)
                         .with_context(|| format!("{desc}: recording it in the layer cache"))?;

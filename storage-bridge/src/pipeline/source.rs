@@ -193,7 +193,11 @@ impl Source {
                 } else {
                     LayerRole::Chunk
                 };
-                let mut st = imp.import_layer(&mut v, role, &desc)?;
+                let mut st = imp.import_layer(
+                    crate::progress::ReadProgress::new(&mut v, i, progress),
+                    role,
+                    &desc,
+                )?;
                 v.finish().with_context(|| desc.clone())?;
                 if role == LayerRole::Chunk {
                     let c = layer_cache::write_objects(repo, &st.objects, diff_id)
