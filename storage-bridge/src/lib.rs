@@ -20,6 +20,10 @@
 //!                        published under the destination name only when complete
 //! ```
 //!
+//! Reading images: `proxy.rs` is a synchronous client for skopeo's image proxy (manifest,
+//! config and blobs of any image skopeo reads, streamed and verified by skopeo);
+//! `proxy/cstor.rs` finds what skopeo 1.9.3 cannot say about a containers-storage layer.
+//!
 //! `pipeline/export.rs` drives the whole chain; the library never prints: progress goes to a
 //! [`progress::Progress`] sink the caller provides.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
@@ -37,6 +41,7 @@ pub mod mtree;
 pub mod oci;
 pub mod pipeline;
 pub mod progress;
+pub mod proxy;
 pub mod tar;
 pub mod transport;
 
