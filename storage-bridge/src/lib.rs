@@ -34,6 +34,7 @@ pub mod labels;
 pub mod oci;
 pub mod pipeline;
 pub mod progress;
+pub mod sigverify;
 pub mod tar;
 pub mod transport;
 
