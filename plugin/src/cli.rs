@@ -321,7 +321,10 @@ pub struct PullArgs {
     #[arg(value_name = "REPO")]
     pub repo: PathBuf,
 
-    /// The image (ostree-unverified-image:TRANSPORT:NAME, or a plain TRANSPORT:NAME).
+    /// The image: ostree-unverified-image:TRANSPORT:NAME (or a plain TRANSPORT:NAME),
+    /// ostree-remote-image:REMOTE:TRANSPORT:NAME (the commit's signature, checked with the keys
+    /// of that ostree remote) or ostree-image-signed:TRANSPORT:NAME (containers-policy.json
+    /// decides, see --policy).
     #[arg(value_name = "IMGREF")]
     pub imgref: String,
 
@@ -348,7 +351,8 @@ pub struct UnencapsulateArgs {
 
     /// The image, e.g. ostree-unverified-image:oci:/srv/os:1 or
     /// ostree-unverified-registry:quay.io/exampleos/os:latest (a plain TRANSPORT:NAME counts
-    /// as unverified).
+    /// as unverified); ostree-remote-image:REMOTE:TRANSPORT:NAME and
+    /// ostree-image-signed:TRANSPORT:NAME verify it (see `image pull`).
     #[arg(value_name = "IMGREF")]
     pub imgref: String,
 
@@ -484,6 +488,26 @@ mod tests {
         assert_eq!(a.tls_verify, Some(false));
         assert_eq!(a.max_layers, Some(8));
     }
+
+    #[test]
+    fn source_args_carry_the_policy() {
+        let c = Cli::try_parse_from([
+            "ostree-container",
+            "unencapsulate",
+            "--repo=r",
+            "--policy",
+            "/p.json",
+            "ostree-image-signed:oci:/x",
+        ])
+        .unwrap();
+        let Command::Unencapsulate(a) = c.command else {
+            panic!("not unencapsulate")
+        };
+        assert_eq!(
+            a.source.skopeo_options().policy.as_deref(),
+            Some(std::path::Path::new("/p.json"))
+        );
+    }
 }
 
 /// How to reach a source image's registry.
@@ -496,6 +520,11 @@ pub struct SourceArgs {
     /// Verify TLS of the source registry (use --src-tls-verify=false for a local one).
     #[arg(long = "src-tls-verify", alias = "tls-verify", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub tls_verify: Option<bool>,
+
+    /// containers-policy.json that decides for ostree-image-signed: images (default: skopeo's,
+    /// $HOME/.config/containers/policy.json if it exists, else /etc/containers/policy.json).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 }
 
 impl SourceArgs {
@@ -503,6 +532,7 @@ impl SourceArgs {
         let mut s = storage_bridge::transport::SkopeoOptions::default();
         s.authfile = self.authfile.clone();
         s.tls_verify = self.tls_verify;
+        s.policy = self.policy.clone();
         s
     }
 }

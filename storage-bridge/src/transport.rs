@@ -43,6 +43,13 @@ pub struct SkopeoOptions {
     pub tls_verify: Option<bool>,
     /// `--cert-dir`
     pub cert_dir: Option<PathBuf>,
+    /// The containers-policy.json that decides for `ostree-image-signed:` images (`--policy`);
+    /// None: skopeo's own (`$HOME/.config/containers/policy.json`, else
+    /// `/etc/containers/policy.json`). Used only with `enforce_policy`.
+    pub policy: Option<PathBuf>,
+    /// Read every source, `oci:` included, through `skopeo copy` under `policy`, so that the
+    /// policy decides (set by `sigverify` for `ostree-image-signed:`).
+    pub enforce_policy: bool,
 }
 
 fn run_skopeo(args: &[String], what: &str) -> Result<Vec<u8>> {
@@ -112,6 +119,9 @@ pub fn skopeo_copy(
 /// Returns whether the source's manifest was kept byte for byte.
 pub fn skopeo_copy_to_oci(src: &str, dir: &Path, opts: &SkopeoOptions) -> Result<bool> {
     let mut args: Vec<String> = vec!["copy".into(), "--quiet".into()];
+    if let Some(p) = opts.policy.as_ref().filter(|_| opts.enforce_policy) {
+        args.insert(0, format!("--policy={}", p.display()));
+    }
     if let Some(a) = &opts.authfile {
         args.push(format!("--src-authfile={}", a.display()));
     }
@@ -126,7 +136,7 @@ pub fn skopeo_copy_to_oci(src: &str, dir: &Path, opts: &SkopeoOptions) -> Result
         || src.starts_with(Transport::Registry.prefix())
     {
         let mut preserving = args.clone();
-        preserving.insert(2, "--preserve-digests".into());
+        preserving.insert(preserving.len() - 2, "--preserve-digests".into());
         if run_skopeo(&preserving, &format!("reading {src}")).is_ok() {
             return Ok(true);
         }

@@ -13,15 +13,14 @@
 //! A pure ostree image's ref points at the base commit itself (same checksum as the source);
 //! its manifest and config go to the commit's detached metadata.
 
-use super::source::Source;
 use super::unencapsulate::MAX_LAYER_UNCOMPRESSED;
-use crate::imgref::{OstreeImageReference, SignatureSource};
+use crate::imgref::OstreeImageReference;
 use crate::layer_cache;
 use crate::merge::TreeMerge;
 use crate::progress::{Progress, ReadProgress};
 use crate::tar::layer_to_tree::{layer_to_tree, PolicyReport};
 use crate::transport::SkopeoOptions;
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use ostree::gio;
 use ostree::glib;
 use ostree::prelude::*;
@@ -145,15 +144,9 @@ pub fn pull(
     opts: &PullOptions,
     progress: &dyn Progress,
 ) -> Result<PullReport> {
-    if imgref.sigverify != SignatureSource::Unverified {
-        bail!(
-            "{imgref}: verification {:?} is not supported yet; use ostree-unverified-image:",
-            imgref.sigverify
-        );
-    }
     let repo = crate::commit::open_repo(repo_path)?;
     progress.phase("reading the image");
-    let src = Source::open(&imgref.imgref, &opts.skopeo)?;
+    let src = crate::sigverify::open_source(imgref, &opts.skopeo)?;
     let name = imgref.imgref.to_string();
     let n = src.ostree_layer_count(&name)?;
     let base = src.ostree_commit().filter(|_| n > 0).map(str::to_string);
@@ -225,6 +218,7 @@ pub fn pull(
     }
     let image_ref = format!("{IMAGE_REF_PREFIX}{}", escape_ref(&name));
 
+    crate::sigverify::verify_base(&repo, imgref, &src, base.as_deref())?;
     repo.prepare_transaction(gio::Cancellable::NONE)?;
     let r = (|| -> Result<(String, PolicyReport)> {
         if base.is_some() && !base_present {

@@ -28,7 +28,7 @@ impl Source {
         // for oci: layouts, the index's.
         let mut source_digest = None;
         let mut preserved = false;
-        let (oci, tag, staged) = if r.transport == Transport::OciDir {
+        let (oci, tag, staged) = if r.transport == Transport::OciDir && !opts.enforce_policy {
             let (p, tag) = r.path_and_tag();
             if !Path::new(p).join("index.json").is_file() {
                 bail!("{r}: no OCI image layout at {p} (no index.json)");

@@ -9,8 +9,7 @@
 //! ```
 //! A derived image (layers after the ostree ones) is refused: that is `image pull`'s job.
 
-use super::source::Source;
-use crate::imgref::{OstreeImageReference, SignatureSource};
+use crate::imgref::OstreeImageReference;
 use crate::labels::OSTREE_COMMIT;
 use crate::progress::Progress;
 use crate::tar::tar_to_commit::LayerStats;
@@ -47,15 +46,9 @@ pub fn unencapsulate(
     opts: &UnencapsulateOptions,
     progress: &dyn Progress,
 ) -> Result<UnencapsulateReport> {
-    match &imgref.sigverify {
-        SignatureSource::Unverified => {}
-        other => bail!(
-            "{imgref}: verification {other:?} is not supported yet; use ostree-unverified-image:"
-        ),
-    }
     let repo = crate::commit::open_repo(repo_path)?;
     progress.phase("reading the image");
-    let src = Source::open(&imgref.imgref, &opts.skopeo)?;
+    let src = crate::sigverify::open_source(imgref, &opts.skopeo)?;
     let name = imgref.imgref.to_string();
     let n = src.ostree_layer_count(&name)?;
     if n == 0 {
@@ -66,6 +59,7 @@ pub fn unencapsulate(
         bail!("{name} is a derived image ({} layers after the ostree commit); unencapsulate takes pure ostree images (image pull takes derived ones)", layers.len() - n);
     }
 
+    crate::sigverify::verify_base(&repo, imgref, &src, src.ostree_commit())?;
     repo.prepare_transaction(gio::Cancellable::NONE)?;
     let r = (|| -> Result<(String, Vec<LayerStats>)> {
         let cached = src.cached_chunks(&repo, n)?;
