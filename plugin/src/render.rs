@@ -142,11 +142,12 @@ pub fn export_summary(r: &ExportReport) {
 pub fn pull_summary(r: &storage_bridge::PullReport) {
     let fetched: Vec<_> = r.layers.iter().filter(|l| l.action == "fetched").collect();
     println!(
-        "layers: {} ({} present, {} to fetch, {})",
+        "layers: {} ({} present, {} to fetch, {}; read via {})",
         r.layers.len(),
         r.layers.len() - fetched.len(),
         fetched.len(),
-        mib(r.bytes_to_fetch)
+        mib(r.bytes_to_fetch),
+        r.read_via
     );
     for l in &r.layers {
         println!(

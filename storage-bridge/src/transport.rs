@@ -50,6 +50,8 @@ pub struct SkopeoOptions {
     /// Read every source, `oci:` included, through `skopeo copy` under `policy`, so that the
     /// policy decides (set by `sigverify` for `ostree-image-signed:`).
     pub enforce_policy: bool,
+    /// Longest wait for progress from skopeo's image proxy (a stalled source fails after it).
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 fn run_skopeo(args: &[String], what: &str) -> Result<Vec<u8>> {

@@ -202,9 +202,10 @@ fn derived_images_fetch_only_their_own_layers_across_generations() {
     let again = pull_json(&env, &repo, &d1);
     assert!(fetched(&again).is_empty(), "{again}");
     assert_eq!(again["merged_commit"], p1["merged_commit"]);
-    // The second generation reads its one new layer only.
+    // The second generation reads its one new layer only, streamed by skopeo's proxy.
     let p2 = pull_json(&env, &repo, &d2);
     assert_eq!(fetched(&p2), BTreeSet::from([n]), "{p2}");
+    assert_eq!(p2["read_via"], "image-proxy");
     let merged = p2["merged_commit"].as_str().unwrap();
     let ls = |path: &str| {
         Command::new("ostree")
@@ -265,4 +266,41 @@ fn prune_layers_keeps_what_a_deployment_uses() {
     let r = prune_layers(&env, &repo, &[]);
     assert!(r["removed"].as_array().unwrap().is_empty(), "{r}");
     assert_eq!(blob_refs(&repo), refs);
+}
+
+/// An image copied into containers-storage from a gzip layout: the store no longer holds the
+/// blobs the manifest names, so its layers are read by diff_id; an update still reads only
+/// what changed.
+#[test]
+fn containers_storage_from_gzip_reads_layers_by_diff_id() {
+    let env = TestEnv::new();
+    let (r1, c1) = env.repo_with("v1", "os", &os_text("1", "one")).unwrap();
+    let (r2, c2) = env.repo_with("v2", "os", &os_text("2", "two")).unwrap();
+    let img = env.path().join("img");
+    let tag = |t: &str| format!("oci:{}:{t}", img.display());
+    env.encapsulate(&r1, "os", &tag("1"), &["--max-layers", "6"])
+        .unwrap();
+    env.encapsulate(
+        &r2,
+        "os",
+        &tag("2"),
+        &["--max-layers", "6", "--prior-build", &tag("1")],
+    )
+    .unwrap();
+    for t in ["1", "2"] {
+        run(env
+            .podman
+            .skopeo()
+            .args(["copy", "--quiet", &tag(t)])
+            .arg(env.cstor_ref(&format!("localhost/gz:{t}"))))
+        .unwrap();
+    }
+    let repo = env.new_repo("dst");
+    let p1 = pull_json(&env, &repo, &env.cstor_ref("localhost/gz:1"));
+    assert_eq!(p1["merged_commit"], c1.as_str());
+    assert_eq!(p1["read_via"], "image-proxy", "{p1}");
+    let p2 = pull_json(&env, &repo, &env.cstor_ref("localhost/gz:2"));
+    assert_eq!(p2["merged_commit"], c2.as_str());
+    assert_eq!(fetched(&p2).len(), 2, "{p2}");
+    fsck(&repo);
 }

@@ -140,6 +140,11 @@ impl<R: Read + Send + 'static> VerifiedLayer<R> {
         })
     }
 
+    /// The digest the blob is checked against.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
     /// Drain and check: the blob's digest and size, and the tar's diff_id.
     pub fn finish(self) -> Result<u64> {
         let (tar_digest, tar_size) = self.tar.finish()?;

@@ -13,11 +13,10 @@
 //! A pure ostree image's ref points at the base commit itself (same checksum as the source);
 //! its manifest and config go to the commit's detached metadata.
 
-use super::unencapsulate::MAX_LAYER_UNCOMPRESSED;
 use crate::imgref::OstreeImageReference;
 use crate::layer_cache;
 use crate::merge::TreeMerge;
-use crate::progress::{Progress, ReadProgress};
+use crate::progress::Progress;
 use crate::tar::layer_to_tree::{layer_to_tree, PolicyReport};
 use crate::transport::SkopeoOptions;
 use anyhow::{anyhow, Context, Result};
@@ -99,6 +98,9 @@ pub struct PullReport {
     pub image_ref: String,
     pub layers: Vec<PlannedLayer>,
     pub bytes_to_fetch: u64,
+    /// How the layers were read: "oci-layout", "image-proxy" (only the layers fetched) or
+    /// "staged-copy" (skopeo copied every blob first).
+    pub read_via: &'static str,
     pub policy: PolicyReport,
 }
 
@@ -250,16 +252,11 @@ pub fn pull(
             let (commit, meta) = match cached {
                 Some(c) => c,
                 None => {
-                    progress.layer_start(i, &desc, p.size);
-                    let mut v = src
-                        .layer(i, MAX_LAYER_UNCOMPRESSED)
-                        .with_context(|| desc.clone())?;
-                    let tree = layer_to_tree(&repo, ReadProgress::new(&mut v, i, progress), &desc)?;
-                    v.finish().with_context(|| desc.clone())?;
+                    let (tree, verified) =
+                        src.read_layer(i, progress, |r, desc| layer_to_tree(&repo, r, desc))?;
                     let c = layer_cache::write_tree(&repo, &tree, &p.diff_id)
                         .with_context(|| format!("{desc}: recording it in the layer cache"))?;
-                    layer_cache::set_refs(&repo, &p.diff_id, &p.digest, &c.0);
-                    progress.layer_done(i);
+                    layer_cache::set_refs(&repo, &p.diff_id, &verified, &c.0);
                     c
                 }
             };
@@ -309,6 +306,7 @@ pub fn pull(
                 image_ref,
                 layers: plan,
                 bytes_to_fetch,
+                read_via: src.read_via(),
                 policy,
             })
         }

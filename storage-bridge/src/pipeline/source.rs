@@ -1,56 +1,106 @@
-//! Opening an image for reading: an `oci:` layout in place, any other transport staged into a
-//! temporary layout by `skopeo copy`; then its manifest, config and ostree layout.
+//! Opening an image for reading, and reading its layers:
+//!
+//! ```text
+//! oci:DIR              in place: blobs are local files (digest checked before parsing)
+//! containers-storage:, docker://, oci-archive:, dir:
+//!                      skopeo's image proxy (proxy.rs): manifest and config read once, then
+//!                      only the layers the import needs, streamed; a containers-storage layer
+//!                      the store no longer holds as named is read by its diff_id
+//! docker-archive:, a manifest the proxy converts, ostree-image-signed: (policy enforced)
+//!                      staged whole by `skopeo copy` into a temporary layout, then as oci:
+//! ```
 
 use crate::imgref::{ImageReference, Transport};
 use crate::labels::{FINAL_DIFFID, OSTREE_COMMIT};
+use crate::oci::blob_read::VerifiedLayer;
 use crate::oci::ocidir::OciDir;
+use crate::proxy::{ImageProxy, OpenedImage, ProxyOptions};
 use crate::transport::{self, SkopeoOptions};
 use anyhow::{anyhow, bail, Context, Result};
 use cap_std::fs::Dir;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::io::Read;
 use std::path::Path;
 
 /// Largest manifest or config read.
 const MAX_DOC: u64 = 4 << 20;
 
-/// An image opened as an OCI layout, with its documents read and verified.
+/// A layer stream, whichever way its bytes arrive.
+pub type LayerStream = VerifiedLayer<Box<dyn Read + Send>>;
+
+/// Where the blobs come from.
+enum Blobs {
+    Local {
+        oci: OciDir,
+        _staged: Option<tempfile::TempDir>,
+    },
+    Proxy {
+        proxy: ImageProxy,
+        img: OpenedImage,
+        cstor: bool,
+    },
+}
+
+/// An image opened for reading, with its documents read and verified.
 pub struct Source {
-    pub oci: OciDir,
+    blobs: Blobs,
     pub manifest_digest: String,
     pub manifest: Value,
     pub config: Value,
-    _staged: Option<tempfile::TempDir>,
+}
+
+/// The proxy cannot serve this image as its source has it; stage it instead.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Unstreamable(String);
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
 impl Source {
+    /// How the blobs are read: "oci-layout" (in place), "image-proxy" (only the layers an
+    /// import needs, streamed) or "staged-copy" (every blob copied by skopeo first).
+    pub fn read_via(&self) -> &'static str {
+        match &self.blobs {
+            Blobs::Local { _staged: None, .. } => "oci-layout",
+            Blobs::Local { .. } => "staged-copy",
+            Blobs::Proxy { .. } => "image-proxy",
+        }
+    }
+
     pub fn open(r: &ImageReference, opts: &SkopeoOptions) -> Result<Self> {
-        // The digest the source itself gives its manifest (what `upgrade` compares later);
-        // for oci: layouts, the index's.
-        let mut source_digest = None;
-        let mut preserved = false;
-        let (oci, tag, staged) = if r.transport == Transport::OciDir && !opts.enforce_policy {
-            let (p, tag) = r.path_and_tag();
-            if !Path::new(p).join("index.json").is_file() {
-                bail!("{r}: no OCI image layout at {p} (no index.json)");
+        if r.transport == Transport::OciDir && !opts.enforce_policy {
+            return Self::open_oci(r);
+        }
+        let streamable = !opts.enforce_policy
+            && !matches!(r.transport, Transport::OciDir | Transport::DockerArchive);
+        if streamable {
+            match Self::open_proxy(r, opts) {
+                Ok(s) => return Ok(s),
+                // Staging reads the same image another way.
+                Err(e) if e.downcast_ref::<Unstreamable>().is_some() => {}
+                Err(e) => return Err(e),
             }
-            let dir = Dir::open_ambient_dir(p, cap_std::ambient_authority())
-                .with_context(|| format!("opening {p}"))?;
-            (OciDir::open_existing(dir)?, tag.map(str::to_string), None)
-        } else {
-            let raw = transport::read_manifest_bytes(r, opts)?;
-            source_digest = Some(format!(
-                "sha256:{}",
-                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&raw))
-            ));
-            let tmp = tempfile::Builder::new()
-                .prefix("ostree-container-src-")
-                .tempdir()?;
-            preserved = transport::skopeo_copy_to_oci(&r.to_string(), tmp.path(), opts)?;
-            let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
-            (OciDir::open_existing(dir)?, None, Some(tmp))
-        };
-        let mdesc = oci.find_manifest(tag.as_deref())?;
-        let manifest: Value = serde_json::from_slice(&oci.read_blob(&mdesc.digest, MAX_DOC)?)
+        }
+        Self::open_staged(r, opts)
+    }
+
+    fn open_oci(r: &ImageReference) -> Result<Self> {
+        let (p, tag) = r.path_and_tag();
+        if !Path::new(p).join("index.json").is_file() {
+            bail!("{r}: no OCI image layout at {p} (no index.json)");
+        }
+        let dir = Dir::open_ambient_dir(p, cap_std::ambient_authority())
+            .with_context(|| format!("opening {p}"))?;
+        let oci = OciDir::open_existing(dir)?;
+        let digest = oci.find_manifest(tag)?.digest;
+        Self::from_layout(oci, digest, None)
+    }
+
+    fn from_layout(oci: OciDir, digest: String, staged: Option<tempfile::TempDir>) -> Result<Self> {
+        let manifest: Value = serde_json::from_slice(&oci.read_blob(&digest, MAX_DOC)?)
             .context("parsing the manifest")?;
         let cdigest = manifest["config"]["digest"]
             .as_str()
@@ -58,19 +108,91 @@ impl Source {
         let config: Value = serde_json::from_slice(&oci.read_blob(cdigest, MAX_DOC)?)
             .context("parsing the config")?;
         Ok(Source {
-            oci,
-            manifest_digest: match source_digest {
-                // The copy kept the manifest: it must be the one inspected a moment before.
-                Some(d) if preserved && d != mdesc.digest => bail!(
-                    "{r} changed while it was read (manifest {d}, then {}); try again",
-                    mdesc.digest
-                ),
-                Some(d) => d,
-                None => mdesc.digest,
+            blobs: Blobs::Local {
+                oci,
+                _staged: staged,
             },
+            manifest_digest: digest,
             manifest,
             config,
-            _staged: staged,
+        })
+    }
+
+    /// Every blob through `skopeo copy` into a temporary layout first.
+    fn open_staged(r: &ImageReference, opts: &SkopeoOptions) -> Result<Self> {
+        // The digest the source itself gives its manifest (what `upgrade` compares later).
+        let raw = transport::read_manifest_bytes(r, opts)?;
+        let source_digest = sha256(&raw);
+        let tmp = tempfile::Builder::new()
+            .prefix("ostree-container-src-")
+            .tempdir()?;
+        let preserved = transport::skopeo_copy_to_oci(&r.to_string(), tmp.path(), opts)?;
+        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
+        let oci = OciDir::open_existing(dir)?;
+        let copied = oci.find_manifest(None)?.digest;
+        // The copy kept the manifest: it must be the one inspected a moment before.
+        if preserved && copied != source_digest {
+            bail!("{r} changed while it was read (manifest {source_digest}, then {copied}); try again");
+        }
+        let mut s = Self::from_layout(oci, copied, Some(tmp))?;
+        s.manifest_digest = source_digest;
+        Ok(s)
+    }
+
+    /// Manifest and config through skopeo's image proxy; layers later, one by one.
+    fn open_proxy(r: &ImageReference, opts: &SkopeoOptions) -> Result<Self> {
+        let mut po = ProxyOptions::default();
+        po.skopeo = opts.clone();
+        if let Some(t) = opts.idle_timeout {
+            po.idle_timeout = t;
+        }
+        let proxy = ImageProxy::new(po)?;
+        let name = r.to_string();
+        let img = proxy.open_image(&name)?;
+        let (digest, raw) = proxy.manifest(&img)?;
+        if sha256(&raw) != digest {
+            return Err(Unstreamable(format!(
+                "the proxy hands out a converted manifest (digest {digest})"
+            ))
+            .into());
+        }
+        let manifest: Value =
+            serde_json::from_slice(&raw).with_context(|| format!("parsing the manifest of {r}"))?;
+        if manifest.get("manifests").is_some() {
+            bail!("{r} is an image index, not a single image manifest");
+        }
+        let cdigest = manifest["config"]["digest"]
+            .as_str()
+            .ok_or_else(|| anyhow!("the manifest of {r} names no config"))?
+            .to_string();
+        let csize = manifest["config"]["size"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("the manifest of {r} gives no config size"))?;
+        if csize > MAX_DOC {
+            bail!("the config of {r} is {csize} bytes, over the {MAX_DOC} byte limit");
+        }
+        let mut raw_config = Vec::new();
+        let got = proxy.blob(&img, &cdigest, csize).and_then(|mut b| {
+            b.read_to_end(&mut raw_config)?;
+            b.finish()
+        });
+        if let Err(e) = got {
+            return Err(Unstreamable(format!("the config blob is not served ({e:#})")).into());
+        }
+        if sha256(&raw_config) != cdigest {
+            bail!("the config of {r} does not match its digest {cdigest}");
+        }
+        let config: Value = serde_json::from_slice(&raw_config)
+            .with_context(|| format!("parsing the config of {r}"))?;
+        Ok(Source {
+            blobs: Blobs::Proxy {
+                proxy,
+                img,
+                cstor: r.transport == Transport::ContainerStorage,
+            },
+            manifest_digest: digest,
+            manifest,
+            config,
         })
     }
 
@@ -174,7 +296,7 @@ impl Source {
         let mut imp = ObjectImporter::new(repo);
         let r = (|| -> Result<Vec<LayerStats>> {
             let mut stats = Vec::new();
-            for (i, l) in self.layers().iter().enumerate().take(n) {
+            for i in 0..n.min(self.layers().len()) {
                 let (digest, diff_id) = self.layer_ids(i)?;
                 let desc = format!("layer {i} ({digest})");
                 if i > 0 && cached.get(i).copied().unwrap_or(false) {
@@ -184,29 +306,20 @@ impl Source {
                     });
                     continue;
                 }
-                progress.layer_start(i, &desc, l["size"].as_u64().unwrap_or(0));
-                let mut v = self
-                    .layer(i, super::unencapsulate::MAX_LAYER_UNCOMPRESSED)
-                    .with_context(|| desc.clone())?;
                 let role = if i == 0 {
                     LayerRole::Commit
                 } else {
                     LayerRole::Chunk
                 };
-                let mut st = imp.import_layer(
-                    crate::progress::ReadProgress::new(&mut v, i, progress),
-                    role,
-                    &desc,
-                )?;
-                v.finish().with_context(|| desc.clone())?;
+                let (mut st, verified) =
+                    self.read_layer(i, progress, |r, desc| imp.import_layer(r, role, desc))?;
                 if role == LayerRole::Chunk {
                     let c = layer_cache::write_objects(repo, &st.objects, diff_id)
                         .with_context(|| format!("{desc}: recording it in the layer cache"))?;
-                    layer_cache::set_refs(repo, diff_id, digest, &c);
+                    layer_cache::set_refs(repo, diff_id, &verified, &c);
                 }
                 st.objects = Vec::new();
                 stats.push(st);
-                progress.layer_done(i);
             }
             let want = self.ostree_commit().unwrap_or_default();
             let got = imp.commit().unwrap_or_default();
@@ -231,38 +344,88 @@ impl Source {
         }
     }
 
-    /// Layer `i` as a verified tar stream. The blob's digest and size are checked before a
-    /// byte of it is parsed (it is a local file), and again, with the diff_id, at `finish`.
-    pub fn layer(
-        &self,
-        i: usize,
-        max_uncompressed: u64,
-    ) -> Result<crate::oci::blob_read::VerifiedLayer<cap_std::fs::File>> {
+    /// Layer `i` as a verified tar stream. A local blob's digest and size are checked before a
+    /// byte of it is parsed, and again, with the diff_id, at `finish`; a streamed one at
+    /// `finish` (see [`Source::read_layer`]). A containers-storage layer read by its diff_id
+    /// comes uncompressed, and its stream's digest is the diff_id.
+    pub fn layer(&self, i: usize, max_uncompressed: u64) -> Result<LayerStream> {
+        let (digest, diff_id) = self.layer_ids(i)?;
         let l = &self.layers()[i];
-        let digest = l["digest"]
-            .as_str()
-            .ok_or_else(|| anyhow!("layer {i} has no digest"))?;
         let size = l["size"]
             .as_u64()
             .ok_or_else(|| anyhow!("layer {i} has no size"))?;
         let mt = l["mediaType"].as_str().unwrap_or_default();
-        let diff_id = match self.diff_ids().get(i) {
-            Some(d) => Some(
-                d.as_str()
-                    .ok_or_else(|| anyhow!("diff_id {i} of the config is not a string"))?,
-            ),
-            None => bail!("the config has no diff_id for layer {i}"),
+        match &self.blobs {
+            Blobs::Local { oci, .. } => {
+                let mut pre =
+                    crate::oci::blob_read::HashingReader::new(oci.open_blob(digest)?, Some(size));
+                let (got, n) = pre.finish_digest()?;
+                if n != size {
+                    bail!("blob {digest} is {n} bytes, the manifest says {size}");
+                }
+                if got != digest {
+                    bail!("blob {digest} has digest {got}");
+                }
+                let f: Box<dyn Read + Send> = Box::new(oci.open_blob(digest)?);
+                VerifiedLayer::new(f, mt, digest, size, Some(diff_id), max_uncompressed)
+            }
+            Blobs::Proxy { proxy, img, cstor } => match proxy.blob(img, digest, size) {
+                Ok(b) => VerifiedLayer::new(
+                    Box::new(b),
+                    mt,
+                    digest,
+                    size,
+                    Some(diff_id),
+                    max_uncompressed,
+                ),
+                Err(e) if *cstor && digest != diff_id => {
+                    let b = proxy.blob_by_diff_id(img, diff_id).with_context(|| {
+                        format!("{digest} is not in the store as named ({e:#}); by its diff_id")
+                    })?;
+                    let n = b.size();
+                    VerifiedLayer::new(
+                        Box::new(b),
+                        crate::labels::media::LAYER_TAR,
+                        diff_id,
+                        n,
+                        Some(diff_id),
+                        max_uncompressed,
+                    )
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Read layer `i` with `parse`, then verify it; reports progress. Returns what `parse`
+    /// made and the blob digest that was verified (the diff_id when the layer was read by it).
+    /// When parsing fails on a blob that is also corrupt, the digest mismatch is the error.
+    pub fn read_layer<T>(
+        &self,
+        i: usize,
+        progress: &dyn crate::progress::Progress,
+        parse: impl FnOnce(&mut dyn Read, &str) -> Result<T>,
+    ) -> Result<(T, String)> {
+        let (digest, _) = self.layer_ids(i)?;
+        let desc = format!("layer {i} ({digest})");
+        let size = self.layers()[i]["size"].as_u64().unwrap_or(0);
+        progress.layer_start(i, &desc, size);
+        let mut v = self
+            .layer(i, super::unencapsulate::MAX_LAYER_UNCOMPRESSED)
+            .with_context(|| desc.clone())?;
+        let verified = v.digest().to_string();
+        let parsed = parse(
+            &mut crate::progress::ReadProgress::new(&mut v, i, progress),
+            &desc,
+        );
+        let checked = v.finish().with_context(|| desc.clone());
+        let t = match (parsed, checked) {
+            (Ok(t), Ok(_)) => t,
+            (Err(p), Ok(_)) => return Err(p),
+            (Ok(_), Err(c)) => return Err(c),
+            (Err(p), Err(c)) => bail!("{c:#} (parsing it failed first: {p:#})"),
         };
-        let mut pre =
-            crate::oci::blob_read::HashingReader::new(self.oci.open_blob(digest)?, Some(size));
-        let (got, n) = pre.finish_digest()?;
-        if n != size {
-            bail!("blob {digest} is {n} bytes, the manifest says {size}");
-        }
-        if got != digest {
-            bail!("blob {digest} has digest {got}");
-        }
-        let f = self.oci.open_blob(digest)?;
-        crate::oci::blob_read::VerifiedLayer::new(f, mt, digest, size, diff_id, max_uncompressed)
+        progress.layer_done(i);
+        Ok((t, verified))
     }
 }
