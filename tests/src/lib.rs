@@ -7,6 +7,7 @@
 
 pub mod oci;
 pub mod podman;
+pub mod rawtar;
 pub mod registry;
 
 use anyhow::{bail, Context, Result};

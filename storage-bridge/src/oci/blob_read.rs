@@ -84,6 +84,23 @@ impl LayerEncoding {
 
 type Decoder = Box<dyn Read + Send + 'static>;
 
+/// Environment variable that lowers (never raises) the uncompressed-size limit of every layer,
+/// in bytes: for machines that want a tighter bound than the importer's, and for the tests, which
+/// cannot write a 64 GiB decompression bomb.
+pub const MAX_UNCOMPRESSED_ENV: &str = "OSTREE_CONTAINER_MAX_LAYER_BYTES";
+
+/// `max`, or the lower limit the environment asks for.
+fn uncompressed_limit(max: u64) -> Result<u64> {
+    match std::env::var(MAX_UNCOMPRESSED_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(max),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(l) => Ok(l.min(max)),
+            Err(_) => bail!("{MAX_UNCOMPRESSED_ENV}={v:?} is not a number of bytes"),
+        },
+        Err(e) => bail!("{MAX_UNCOMPRESSED_ENV}: {e}"),
+    }
+}
+
 /// A layer being read: tar bytes out, both identities checked at the end.
 pub struct VerifiedLayer<R: Read + Send + 'static> {
     tar: HashingReader<Decoder>,
@@ -111,7 +128,7 @@ impl<R: Read> Read for Shared<R> {
 
 impl<R: Read + Send + 'static> VerifiedLayer<R> {
     /// `blob` must be `size` bytes with digest `digest`; its tar, `diff_id` when known.
-    /// `max_uncompressed` stops decompression bombs.
+    /// `max_uncompressed` (or the lower [`MAX_UNCOMPRESSED_ENV`]) stops decompression bombs.
     pub fn new(
         blob: R,
         media_type: &str,
@@ -121,6 +138,7 @@ impl<R: Read + Send + 'static> VerifiedLayer<R> {
         max_uncompressed: u64,
     ) -> Result<Self> {
         let enc = LayerEncoding::from_media_type(media_type)?;
+        let max_uncompressed = uncompressed_limit(max_uncompressed)?;
         let shared = std::sync::Arc::new(std::sync::Mutex::new(Some(HashingReader::new(
             blob,
             Some(size),

@@ -324,6 +324,11 @@ impl<'r> ObjectImporter<'r> {
                         .gid()?
                         .try_into()
                         .map_err(|_| anyhow!(ctx("gid beyond 32 bits")))?;
+                    // chown(2) reads (uid_t)-1 as "leave unchanged": such an object would be
+                    // stored owned by the importer while its checksum says otherwise.
+                    if uid == u32::MAX || gid == u32::MAX {
+                        bail!(ctx("uid or gid 4294967295 cannot be stored"));
+                    }
                     let mode = h.mode()? & 0o7777;
                     if kind_t.is_file() {
                         let w = self
