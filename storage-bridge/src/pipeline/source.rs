@@ -141,11 +141,12 @@ impl Source {
 
     /// Manifest and config through skopeo's image proxy; layers later, one by one.
     fn open_proxy(r: &ImageReference, opts: &SkopeoOptions) -> Result<Self> {
-        let mut po = ProxyOptions::default();
-        po.skopeo = opts.clone();
-        if let Some(t) = opts.idle_timeout {
-            po.idle_timeout = t;
-        }
+        let defaults = ProxyOptions::default();
+        let po = ProxyOptions {
+            skopeo: opts.clone(),
+            idle_timeout: opts.idle_timeout.unwrap_or(defaults.idle_timeout),
+            ..defaults
+        };
         let proxy = ImageProxy::new(po)?;
         let name = r.to_string();
         let img = proxy.open_image(&name)?;
