@@ -297,6 +297,27 @@ fn paths() -> Vec<Case> {
         ),
         refused(
             c,
+            "a regular file with an empty name",
+            plain(|_| vec![t().file("", b"data").finish()]),
+            Some(0),
+            "an entry with an empty path (the root) that is not a directory",
+        ),
+        refused(
+            c,
+            "a whiteout name as a directory (`usr/.wh.d/y`)",
+            plain(|_| vec![t().file("usr/.wh.d/y", b"y").finish()]),
+            Some(0),
+            "a whiteout name used as a directory",
+        ),
+        refused(
+            c,
+            "`.wh..` as a directory (`usr/.wh../x`)",
+            plain(|_| vec![t().file("usr/.wh../x", b"x").finish()]),
+            Some(0),
+            "a whiteout name used as a directory",
+        ),
+        refused(
+            c,
             "a path over 4096 bytes (GNU long name)",
             plain(|_| {
                 let p = format!("usr/{}", "a/".repeat(2100));
@@ -806,6 +827,29 @@ fn metadata() -> Vec<Case> {
             Some(0),
             "gid beyond 32 bits",
         ),
+        refused(
+            c,
+            "a uid of 2^32-1 (chown's -1) in a derived layer",
+            plain(|_| {
+                vec![t()
+                    .entry(hdr(b'0', "usr/f", |h| h.uid = u32::MAX.into()), b"f")
+                    .finish()]
+            }),
+            Some(0),
+            "uid or gid 4294967295 cannot be stored",
+        ),
+        refused(
+            c,
+            "a gid of 2^32-1 (chown's -1) in a derived layer",
+            plain(|_| {
+                vec![t()
+                    .pax(&[("gid", b"4294967295")])
+                    .file("usr/f", b"f")
+                    .finish()]
+            }),
+            Some(0),
+            "uid or gid 4294967295 cannot be stored",
+        ),
         imported(
             c,
             "a uid of 2^32-2 is kept",
@@ -1168,6 +1212,27 @@ fn oci_metadata() -> Vec<Case> {
             }),
             None,
             "has digest",
+        ),
+        refused(
+            c,
+            "a manifest descriptor whose size does not match",
+            reindexed(|_, m| {
+                let d = sha256_digest(m);
+                Ok(serde_json::json!({"digest": d, "size": m.len() + 7}))
+            }),
+            None,
+            "its descriptor says",
+        ),
+        refused(
+            c,
+            "a config descriptor whose size does not match",
+            edited(|_, m| {
+                let n = m["config"]["size"].as_u64().context("size")?;
+                m["config"]["size"] = (n - 1).into();
+                Ok(())
+            }),
+            None,
+            "its descriptor says",
         ),
         refused(
             c,

@@ -95,18 +95,40 @@ impl Source {
         let dir = Dir::open_ambient_dir(p, cap_std::ambient_authority())
             .with_context(|| format!("opening {p}"))?;
         let oci = OciDir::open_existing(dir)?;
-        let digest = oci.find_manifest(tag)?.digest;
-        Self::from_layout(oci, digest, None)
+        let desc = oci.find_manifest(tag)?;
+        Self::from_layout(oci, desc, None)
     }
 
-    fn from_layout(oci: OciDir, digest: String, staged: Option<tempfile::TempDir>) -> Result<Self> {
-        let manifest: Value = serde_json::from_slice(&oci.read_blob(&digest, MAX_DOC)?)
-            .context("parsing the manifest")?;
+    /// A blob of the layout that must match its descriptor's digest and size.
+    fn read_described(oci: &OciDir, what: &str, digest: &str, size: u64) -> Result<Vec<u8>> {
+        let data = oci
+            .read_blob(digest, MAX_DOC)
+            .with_context(|| format!("reading the {what}"))?;
+        if data.len() as u64 != size {
+            bail!(
+                "the {what} {digest} is {} bytes, its descriptor says {size}",
+                data.len()
+            );
+        }
+        Ok(data)
+    }
+
+    fn from_layout(
+        oci: OciDir,
+        desc: crate::oci::BlobRef,
+        staged: Option<tempfile::TempDir>,
+    ) -> Result<Self> {
+        let digest = desc.digest;
+        let raw = Self::read_described(&oci, "manifest", &digest, desc.size)?;
+        let manifest: Value = serde_json::from_slice(&raw).context("parsing the manifest")?;
         let cdigest = manifest["config"]["digest"]
             .as_str()
             .ok_or_else(|| anyhow!("the manifest names no config"))?;
-        let config: Value = serde_json::from_slice(&oci.read_blob(cdigest, MAX_DOC)?)
-            .context("parsing the config")?;
+        let csize = manifest["config"]["size"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("the manifest gives no config size"))?;
+        let raw = Self::read_described(&oci, "config", cdigest, csize)?;
+        let config: Value = serde_json::from_slice(&raw).context("parsing the config")?;
         Ok(Source {
             blobs: Blobs::Local {
                 oci,
@@ -129,10 +151,13 @@ impl Source {
         let preserved = transport::skopeo_copy_to_oci(&r.to_string(), tmp.path(), opts)?;
         let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
         let oci = OciDir::open_existing(dir)?;
-        let copied = oci.find_manifest(None)?.digest;
+        let copied = oci.find_manifest(None)?;
         // The copy kept the manifest: it must be the one inspected a moment before.
-        if preserved && copied != source_digest {
-            bail!("{r} changed while it was read (manifest {source_digest}, then {copied}); try again");
+        if preserved && copied.digest != source_digest {
+            bail!(
+                "{r} changed while it was read (manifest {source_digest}, then {}); try again",
+                copied.digest
+            );
         }
         let mut s = Self::from_layout(oci, copied, Some(tmp))?;
         s.manifest_digest = source_digest;

@@ -258,10 +258,18 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
         let norm = normalize(raw).map_err(ctx)?;
         let kind = entry.header().entry_type();
         if norm.is_empty() {
-            // The root directory itself.
-            continue;
+            if kind.is_dir() {
+                // The root directory itself.
+                continue;
+            }
+            bail!(ctx(
+                "an entry with an empty path (the root) that is not a directory"
+            ));
         }
         let (dir, name) = mtree::split(&norm);
+        if dir.split('/').any(|c| c.starts_with(WH)) {
+            bail!(ctx("a whiteout name used as a directory"));
+        }
         // Whiteouts: kept as markers where the policy puts their victim.
         if name == OPAQUE {
             match place(if dir.is_empty() { "." } else { dir }) {
@@ -302,6 +310,10 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
         let h = entry.header().clone();
         let uid: u32 = h.uid()?.try_into().map_err(|_| ctx("uid beyond 32 bits"))?;
         let gid: u32 = h.gid()?.try_into().map_err(|_| ctx("gid beyond 32 bits"))?;
+        if uid == u32::MAX || gid == u32::MAX {
+            // chown reads -1 as "leave as is": the object would not be what its checksum says.
+            bail!(ctx("uid or gid 4294967295 cannot be stored"));
+        }
         let mode = h.mode()? & 0o7777;
         match kind {
             tar::EntryType::Directory => {
@@ -323,8 +335,9 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let xattrs = pax_xattrs(&mut entry).map_err(|e| ctx(&e.to_string()))?;
                 let size = h.size()?;
-                let w =
-                    repo.write_regfile(None, uid, gid, libc::S_IFREG | mode, size, Some(&xattrs))?;
+                let w = repo
+                    .write_regfile(None, uid, gid, libc::S_IFREG | mode, size, Some(&xattrs))
+                    .map_err(|e| ctx(&format!("writing the file: {e}")))?;
                 let out = w.clone().upcast::<gio::OutputStream>();
                 let mut buf = vec![0u8; 1 << 17];
                 let mut total = 0u64;
@@ -335,7 +348,8 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
                     if n == 0 {
                         break;
                     }
-                    out.write_all(&buf[..n], gio::Cancellable::NONE)?;
+                    out.write_all(&buf[..n], gio::Cancellable::NONE)
+                        .map_err(|e| ctx(&format!("writing the file: {e}")))?;
                     total += n as u64;
                 }
                 if total != size {
@@ -343,7 +357,10 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
                         "content is {total} bytes, header says {size}"
                     )));
                 }
-                let csum = w.finish(gio::Cancellable::NONE)?.to_string();
+                let csum = w
+                    .finish(gio::Cancellable::NONE)
+                    .map_err(|e| ctx(&format!("writing the file: {e}")))?
+                    .to_string();
                 written.insert(norm.clone(), csum.clone());
                 if let Some(d) = dest {
                     b.put_file(&d, &csum)?;
