@@ -351,3 +351,40 @@ pub fn route_libostree_messages_to_stderr() {
     #[allow(clippy::print_stderr)]
     glib::set_print_handler(|s| eprint!("{s}"));
 }
+
+/// Abort `repo`'s transaction and throw away what it staged.
+///
+/// libostree keeps an aborted transaction's staging directory (`tmp/staging-<boot id>-…`) and
+/// the next transaction of the same boot reuses it, committing whatever it holds: objects of an
+/// image that was just refused would land in `objects/` with the next successful import (a
+/// refused commit object would even look complete there). So every staging directory nobody
+/// holds (its `<name>-lock` beside it, which libostree takes with a non-blocking flock, can be
+/// taken) is removed. A transaction running in another process keeps its lock and its directory.
+pub fn abort_and_discard(repo: &Repo) {
+    repo.abort_transaction(gio::Cancellable::NONE).ok();
+    let Some(tmp) = repo.path().path().map(|p| p.join("tmp")) else {
+        return;
+    };
+    let Ok(list) = std::fs::read_dir(&tmp) else {
+        return;
+    };
+    for e in list.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if !name.starts_with("staging-") || name.ends_with("-lock") {
+            continue;
+        }
+        let lock_path = tmp.join(format!("{name}-lock"));
+        let Ok(lock) = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+        else {
+            continue;
+        };
+        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+            std::fs::remove_dir_all(e.path()).ok();
+            std::fs::remove_file(&lock_path).ok();
+        }
+    }
+}

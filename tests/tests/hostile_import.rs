@@ -1762,6 +1762,22 @@ fn run_case(env: &TestEnv, ctx: &Ctx, i: usize, case: &Case) -> Result<Duration>
                 ensure!(err.contains(&want), "want {want:?} in: {err}");
             }
             ensure!(refs_after == refs_before, "refs written: {refs_after:?}");
+            // Nothing staged is left for the next transaction to commit.
+            let staged: Vec<String> = std::fs::read_dir(repo.join("tmp"))?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.starts_with("staging-"))
+                .collect();
+            ensure!(staged.is_empty(), "staging left behind: {staged:?}");
+            let objects = std::fs::read_dir(repo.join("objects"))?
+                .flatten()
+                .filter_map(|d| std::fs::read_dir(d.path()).ok())
+                .map(|d| d.count())
+                .sum::<usize>();
+            ensure!(
+                objects == 0,
+                "{objects} objects in objects/ after a refusal"
+            );
         }
         Expect::Imported(check) => {
             ensure!(status.success(), "refused: {err}");

@@ -295,7 +295,7 @@ pub fn pull(
     match r {
         Ok((merged_commit, policy)) => {
             if let Err(e) = repo.commit_transaction(gio::Cancellable::NONE) {
-                repo.abort_transaction(gio::Cancellable::NONE).ok();
+                crate::commit::abort_and_discard(&repo);
                 return Err(anyhow::Error::from(e).context("committing the transaction"));
             }
             Ok(PullReport {
@@ -311,7 +311,7 @@ pub fn pull(
             })
         }
         Err(e) => {
-            repo.abort_transaction(gio::Cancellable::NONE).ok();
+            crate::commit::abort_and_discard(&repo);
             Err(e.context(format!("pulling {imgref}")))
         }
     }

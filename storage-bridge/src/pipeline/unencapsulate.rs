@@ -72,7 +72,7 @@ pub fn unencapsulate(
     match r {
         Ok((commit, layers)) => {
             if let Err(e) = repo.commit_transaction(gio::Cancellable::NONE) {
-                repo.abort_transaction(gio::Cancellable::NONE).ok();
+                crate::commit::abort_and_discard(&repo);
                 return Err(anyhow::Error::from(e).context("committing the transaction"));
             }
             Ok(UnencapsulateReport {
@@ -83,7 +83,7 @@ pub fn unencapsulate(
             })
         }
         Err(e) => {
-            repo.abort_transaction(gio::Cancellable::NONE).ok();
+            crate::commit::abort_and_discard(&repo);
             Err(e.context(format!("importing {imgref}")))
         }
     }
