@@ -525,6 +525,11 @@ pub struct SourceArgs {
     /// $HOME/.config/containers/policy.json if it exists, else /etc/containers/policy.json).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+
+    /// Give up when the source sends nothing for this many seconds (a stalled registry or
+    /// store fails instead of hanging; default 60).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: Option<u64>,
 }
 
 impl SourceArgs {
@@ -533,6 +538,7 @@ impl SourceArgs {
         s.authfile = self.authfile.clone();
         s.tls_verify = self.tls_verify;
         s.policy = self.policy.clone();
+        s.idle_timeout = self.idle_timeout.map(std::time::Duration::from_secs);
         s
     }
 }
