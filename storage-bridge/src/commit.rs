@@ -81,7 +81,7 @@ pub struct CommitTree {
     pub commit_bytes: Vec<u8>,
     pub commitmeta_bytes: Option<Vec<u8>>,
     pub meta: CommitMeta,
-    /// dirs[0] is the root.
+    /// `dirs[0]` is the root.
     pub dirs: Vec<DirNode>,
     pub dirtrees: HashMap<String, Vec<u8>>,
     pub dirmetas: HashMap<String, (Vec<u8>, DirMeta)>,

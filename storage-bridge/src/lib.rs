@@ -20,11 +20,26 @@
 //!                        published under the destination name only when complete
 //! ```
 //!
-//! Reading images: `proxy.rs` is a synchronous client for skopeo's image proxy (manifest,
-//! config and blobs of any image skopeo reads, streamed and verified by skopeo);
-//! `proxy/cstor.rs` finds what skopeo 1.9.3 cannot say about a containers-storage layer.
+//! The import pipeline (the second half):
 //!
-//! `pipeline/export.rs` drives the whole chain; the library never prints: progress goes to a
+//! ```text
+//!  image ref ──sigverify.rs──▶ pipeline/source.rs: oci: in place | proxy.rs (skopeo's image
+//!      │                       proxy, only the layers needed) | skopeo copy (staged)
+//!      ▼
+//!  manifest + config ─▶ plan: which layers layer_cache.rs already holds (keyed by diff_id)
+//!      │
+//!  oci/blob_read.rs      decompress by media type, verify blob digest, size and diff_id
+//!      ├─ ostree layers: tar/tar_to_commit.rs ─▶ verified objects (+ object-set layer commits)
+//!      └─ derived layers: tar/layer_to_tree.rs ─▶ one layer commit each (whiteout markers,
+//!                         path policy)
+//!      ▼
+//!  merge.rs              base commit + layer commits ─▶ one tree in memory (mtree.rs helpers)
+//!      ▼
+//!  pipeline/pull.rs      merge commit + image ref, layer refs, all in one transaction
+//!                        (commit.rs: aborted and its staging discarded on any failure)
+//! ```
+//!
+//! `pipeline/export.rs` and `pipeline/pull.rs` drive the chains; the library never prints: progress goes to a
 //! [`progress::Progress`] sink the caller provides.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 

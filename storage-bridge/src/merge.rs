@@ -8,7 +8,7 @@
 //! 4. the layer's directories are merged recursively (a file in the way goes); a directory the
 //!    layer named takes its metadata, one it only implied keeps what the layers below gave it.
 //!
-//! Then hardlinks into lower layers ([`LowerLink`]) resolve against the tree so far.
+//! Then hardlinks into lower layers ([`crate::tar::layer_to_tree::LowerLink`]) resolve against the tree so far.
 //! Only content checksums move: unchanged subtrees of the base stay as they were loaded.
 
 use crate::commit::Repo;
