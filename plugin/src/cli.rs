@@ -328,6 +328,10 @@ pub struct PullArgs {
     #[arg(value_name = "IMGREF")]
     pub imgref: String,
 
+    /// Layers read at once (default 4).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub jobs: Option<u64>,
+
     #[command(flatten)]
     pub source: SourceArgs,
 
@@ -359,6 +363,10 @@ pub struct UnencapsulateArgs {
     /// Point this ref at the imported commit.
     #[arg(long, value_name = "REF")]
     pub write_ref: Option<String>,
+
+    /// Layers read at once (default 4).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub jobs: Option<u64>,
 
     #[command(flatten)]
     pub source: SourceArgs,

@@ -60,6 +60,7 @@ pub mod proxy;
 pub mod sigverify;
 pub mod tar;
 pub mod transport;
+pub mod workers;
 
 pub use pipeline::export::{export, ExportOptions, ExportReport};
 pub use pipeline::pull::{pull, PullOptions, PullReport};

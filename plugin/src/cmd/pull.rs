@@ -11,6 +11,7 @@ pub fn run(a: PullArgs) -> Result<()> {
     let imgref = OstreeImageReference::parse(&a.imgref)?;
     let mut o = PullOptions::default();
     o.skopeo = a.source.skopeo_options();
+    o.jobs = a.jobs.unwrap_or(0) as usize;
     let progress = Reporter::new(
         !a.quiet && !a.json,
         a.progress.progress_fd,

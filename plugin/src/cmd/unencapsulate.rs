@@ -11,6 +11,7 @@ pub fn run(a: UnencapsulateArgs) -> Result<()> {
     let mut o = UnencapsulateOptions::default();
     o.write_ref = a.write_ref.clone();
     o.skopeo = a.source.skopeo_options();
+    o.jobs = a.jobs.unwrap_or(0) as usize;
     let progress = Reporter::new(
         !a.quiet && !a.json,
         a.progress.progress_fd,

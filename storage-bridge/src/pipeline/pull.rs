@@ -26,6 +26,9 @@ use ostree::prelude::*;
 use serde_json::Value;
 use std::path::Path;
 
+/// Layers read at once unless the caller says otherwise.
+pub const DEFAULT_JOBS: usize = 4;
+
 /// Prefix of the refs naming imported images.
 pub const IMAGE_REF_PREFIX: &str = "ostree/container/image/";
 /// Commit metadata keys of a merge commit.
@@ -71,6 +74,8 @@ impl std::fmt::Debug for Preflight {
 #[non_exhaustive]
 pub struct PullOptions {
     pub skopeo: SkopeoOptions,
+    /// Layers read at once (0: [`DEFAULT_JOBS`]).
+    pub jobs: usize,
     pub preflight: Option<Preflight>,
 }
 
@@ -224,7 +229,12 @@ pub fn pull(
     repo.prepare_transaction(gio::Cancellable::NONE)?;
     let r = (|| -> Result<(String, PolicyReport)> {
         if base.is_some() && !base_present {
-            src.import_ostree_layers(&repo, n, &chunk_cached, progress)?;
+            let jobs = if opts.jobs == 0 {
+                DEFAULT_JOBS
+            } else {
+                opts.jobs
+            };
+            src.import_ostree_layers(&repo, n, &chunk_cached, jobs, progress)?;
         }
         let manifest_json = serde_json::to_string(&src.manifest)?;
         let config_json = serde_json::to_string(&src.config)?;

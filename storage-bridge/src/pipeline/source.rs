@@ -315,38 +315,19 @@ impl Source {
         repo: &ostree::Repo,
         n: usize,
         cached: &[bool],
+        jobs: usize,
         progress: &dyn crate::progress::Progress,
     ) -> Result<(String, Vec<crate::tar::tar_to_commit::LayerStats>)> {
         use crate::layer_cache;
         use crate::tar::tar_to_commit::{LayerRole, LayerStats, ObjectImporter};
+        let n = n.min(self.layers().len());
         let mut imp = ObjectImporter::new(repo);
-        let r = (|| -> Result<Vec<LayerStats>> {
-            let mut stats = Vec::new();
-            for i in 0..n.min(self.layers().len()) {
-                let (digest, diff_id) = self.layer_ids(i)?;
-                let desc = format!("layer {i} ({digest})");
-                if i > 0 && cached.get(i).copied().unwrap_or(false) {
-                    stats.push(LayerStats {
-                        cached: true,
-                        ..Default::default()
-                    });
-                    continue;
-                }
-                let role = if i == 0 {
-                    LayerRole::Commit
-                } else {
-                    LayerRole::Chunk
-                };
-                let (mut st, verified) =
-                    self.read_layer(i, progress, |r, desc| imp.import_layer(r, role, desc))?;
-                if role == LayerRole::Chunk {
-                    let c = layer_cache::write_objects(repo, &st.objects, diff_id)
-                        .with_context(|| format!("{desc}: recording it in the layer cache"))?;
-                    layer_cache::set_refs(repo, diff_id, &verified, &c);
-                }
-                st.objects = Vec::new();
-                stats.push(st);
-            }
+        let r = (|| -> Result<(Vec<LayerStats>, String)> {
+            // The commit layer first: the commit, its metadata and the structure.
+            let (mut first, verified0) = self.read_layer(0, progress, |r, desc| {
+                imp.import_layer(r, LayerRole::Commit, desc)
+            })?;
+            first.objects = Vec::new();
             let want = self.ostree_commit().unwrap_or_default();
             let got = imp.commit().unwrap_or_default();
             if got != want {
@@ -354,13 +335,52 @@ impl Source {
                     "the image's {OSTREE_COMMIT} label says {want}, its commit layer holds {got}"
                 );
             }
-            Ok(stats)
+            // Then the chunks the cache lacks, each self-contained, on `jobs` threads sharing
+            // the repo's transaction (libostree's writes are thread-safe within it).
+            let todo: Vec<usize> = (1..n)
+                .filter(|&i| !cached.get(i).copied().unwrap_or(false))
+                .collect();
+            // Repo is Send, not Sync: each worker takes its own handle to the same repo.
+            let shared = std::sync::Mutex::new(repo.clone());
+            let read = crate::workers::try_map(jobs, &todo, |&i| {
+                let (_, diff_id) = self.layer_ids(i)?;
+                let repo = shared
+                    .lock()
+                    .map_err(|_| anyhow!("repo handle poisoned"))?
+                    .clone();
+                let mut chunk = ObjectImporter::new(&repo);
+                let (mut st, verified) = self.read_layer(i, progress, |r, desc| {
+                    chunk.import_layer(r, LayerRole::Chunk, desc)
+                })?;
+                let c =
+                    layer_cache::write_objects(&repo, &st.objects, diff_id).with_context(|| {
+                        format!("layer {i} ({verified}): recording it in the layer cache")
+                    })?;
+                st.objects = Vec::new();
+                Ok((i, st, verified, c))
+            })?;
+            let mut stats = vec![first];
+            let mut read = read.into_iter().peekable();
+            for i in 1..n {
+                match read.next_if(|(j, ..)| *j == i) {
+                    Some((_, st, verified, c)) => {
+                        let (_, diff_id) = self.layer_ids(i)?;
+                        layer_cache::set_refs(repo, diff_id, &verified, &c);
+                        stats.push(st);
+                    }
+                    None => stats.push(LayerStats {
+                        cached: true,
+                        ..Default::default()
+                    }),
+                }
+            }
+            Ok((stats, verified0))
         })();
         match r {
-            Ok(stats) => {
+            Ok((stats, verified0)) => {
                 let commit = imp.finish()?;
-                let (digest, diff_id) = self.layer_ids(0)?;
-                layer_cache::set_refs(repo, diff_id, digest, &commit);
+                let (_, diff_id) = self.layer_ids(0)?;
+                layer_cache::set_refs(repo, diff_id, &verified0, &commit);
                 Ok((commit, stats))
             }
             Err(e) => {

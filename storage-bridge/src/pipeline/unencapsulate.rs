@@ -28,6 +28,8 @@ pub struct UnencapsulateOptions {
     /// Point this ref at the imported commit.
     pub write_ref: Option<String>,
     pub skopeo: SkopeoOptions,
+    /// Layers read at once (0: [`super::pull::DEFAULT_JOBS`]).
+    pub jobs: usize,
 }
 
 /// What [`unencapsulate`] did.
@@ -63,7 +65,12 @@ pub fn unencapsulate(
     repo.prepare_transaction(gio::Cancellable::NONE)?;
     let r = (|| -> Result<(String, Vec<LayerStats>)> {
         let cached = src.cached_chunks(&repo, n)?;
-        let (csum, stats) = src.import_ostree_layers(&repo, n, &cached, progress)?;
+        let jobs = if opts.jobs == 0 {
+            super::pull::DEFAULT_JOBS
+        } else {
+            opts.jobs
+        };
+        let (csum, stats) = src.import_ostree_layers(&repo, n, &cached, jobs, progress)?;
         if let Some(r) = &opts.write_ref {
             repo.transaction_set_ref(None, r, Some(&csum));
         }
