@@ -228,12 +228,12 @@ pub fn pull(
     crate::sigverify::verify_base(&repo, imgref, &src, base.as_deref())?;
     repo.prepare_transaction(gio::Cancellable::NONE)?;
     let r = (|| -> Result<(String, PolicyReport)> {
+        let jobs = if opts.jobs == 0 {
+            DEFAULT_JOBS
+        } else {
+            opts.jobs
+        };
         if base.is_some() && !base_present {
-            let jobs = if opts.jobs == 0 {
-                DEFAULT_JOBS
-            } else {
-                opts.jobs
-            };
             src.import_ostree_layers(&repo, n, &chunk_cached, jobs, progress)?;
         }
         let manifest_json = serde_json::to_string(&src.manifest)?;
@@ -255,19 +255,43 @@ pub fn pull(
             repo.transaction_set_ref(None, &image_ref, Some(&c));
             return Ok((c, PolicyReport::default()));
         }
+        // The derived layers the cache lacks, read on `jobs` threads (each into a layer
+        // commit of its own), then laid over the base in order.
+        let to_read: Vec<&PlannedLayer> = plan
+            .iter()
+            .skip(n)
+            .zip(&derived_cached)
+            .filter(|(_, c)| c.is_none())
+            .map(|(p, _)| p)
+            .collect();
+        let shared = std::sync::Mutex::new(repo.clone());
+        let read = crate::workers::try_map(jobs, &to_read, |p| {
+            let repo = shared
+                .lock()
+                .map_err(|_| anyhow!("repo handle poisoned"))?
+                .clone();
+            let (tree, verified) =
+                src.read_layer(p.index, progress, |r, desc| layer_to_tree(&repo, r, desc))?;
+            let (c, meta) =
+                layer_cache::write_tree(&repo, &tree, &p.diff_id).with_context(|| {
+                    format!(
+                        "layer {} ({}): recording it in the layer cache",
+                        p.index, p.digest
+                    )
+                })?;
+            Ok((c, meta, verified))
+        })?;
+        let mut read = read.into_iter();
         let mut merge = TreeMerge::new(&repo, base.as_deref())?;
         for (p, cached) in plan.iter().skip(n).zip(derived_cached) {
-            let i = p.index;
-            let desc = format!("layer {i} ({})", p.digest);
+            let desc = format!("layer {} ({})", p.index, p.digest);
             let (commit, meta) = match cached {
                 Some(c) => c,
                 None => {
-                    let (tree, verified) =
-                        src.read_layer(i, progress, |r, desc| layer_to_tree(&repo, r, desc))?;
-                    let c = layer_cache::write_tree(&repo, &tree, &p.diff_id)
-                        .with_context(|| format!("{desc}: recording it in the layer cache"))?;
-                    layer_cache::set_refs(&repo, &p.diff_id, &verified, &c.0);
-                    c
+                    let (c, meta, verified) =
+                        read.next().ok_or_else(|| anyhow!("{desc}: not read"))?;
+                    layer_cache::set_refs(&repo, &p.diff_id, &verified, &c);
+                    (c, meta)
                 }
             };
             merge.apply_layer(&commit, &meta, &desc)?;
