@@ -88,6 +88,24 @@ fn round_trip_through_every_transport() {
             "{dest}"
         );
         fsck(&repo);
+        // image pull gives the same commit, read the way the transport allows.
+        let repo = env.new_repo(&format!("pull{i}"));
+        let mut pull = env.ostree_container();
+        pull.args(["image", "pull", "--json"]).arg(&repo).arg(dest);
+        if dest.starts_with("docker://") {
+            pull.arg("--src-tls-verify=false");
+        }
+        let r: serde_json::Value = serde_json::from_str(&run_stdout(&mut pull).unwrap()).unwrap();
+        assert_eq!(r["merged_commit"], csum.as_str(), "{dest}");
+        let want = if dest.starts_with("oci:") {
+            "oci-layout"
+        } else if dest.starts_with("docker-archive:") {
+            "staged-copy"
+        } else {
+            "image-proxy"
+        };
+        assert_eq!(r["read_via"], want, "{dest}");
+        fsck(&repo);
     }
 }
 
@@ -166,6 +184,25 @@ fn imports_what_the_peer_writes() {
             String::from_utf8_lossy(&o.stdout).trim(),
             format!("Imported: {csum}")
         );
+        fsck(&repo);
+        // And through image pull, with the layer cache: a second pull reads nothing.
+        let imgref = format!("oci:{}", img.display());
+        for round in 0..2 {
+            let r: serde_json::Value = serde_json::from_str(
+                &run_stdout(
+                    env.ostree_container()
+                        .args(["image", "pull", "--json"])
+                        .arg(&repo)
+                        .arg(&imgref),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(r["merged_commit"], csum.as_str());
+            if round == 1 {
+                assert_eq!(r["bytes_to_fetch"], 0, "{r}");
+            }
+        }
         fsck(&repo);
     }
 }
