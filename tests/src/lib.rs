@@ -145,6 +145,19 @@ impl TestEnv {
         Ok(out.trim().to_string())
     }
 
+    /// `ostree-container image pull --json REPO IMGREF`, parsed; panics with the output when it
+    /// fails.
+    pub fn pull_json(&self, repo: &Path, imgref: &str) -> serde_json::Value {
+        let out = run_stdout(
+            self.ostree_container()
+                .args(["image", "pull", "--json"])
+                .arg(repo)
+                .arg(imgref),
+        )
+        .unwrap_or_else(|e| panic!("pulling {imgref}: {e:#}"));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
     /// `ostree-container` in this test's private container world.
     pub fn ostree_container(&self) -> Command {
         self.podman.wrap(workspace_bin("ostree-container"))

@@ -9,17 +9,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-fn pull_json(env: &TestEnv, repo: &Path, imgref: &str) -> Value {
-    let out = run_stdout(
-        env.ostree_container()
-            .args(["image", "pull", "--json"])
-            .arg(repo)
-            .arg(imgref),
-    )
-    .unwrap();
-    serde_json::from_str(&out).unwrap()
-}
-
 /// Indices of the layers the pull read.
 fn fetched(r: &Value) -> BTreeSet<u64> {
     r["layers"]
@@ -94,7 +83,7 @@ fn an_update_fetches_only_the_layers_that_changed() {
     )
     .unwrap();
     let repo = env.new_repo("dst");
-    let p1 = pull_json(&env, &repo, &tag("1"));
+    let p1 = env.pull_json(&repo, &tag("1"));
     assert_eq!(p1["merged_commit"], c1.as_str());
     let n = p1["layers"].as_array().unwrap().len() as u64;
     assert_eq!(fetched(&p1), (0..n).collect(), "a fresh repo reads all");
@@ -109,7 +98,7 @@ fn an_update_fetches_only_the_layers_that_changed() {
         }
     }
     assert_eq!(want.len(), 2, "c3 is in one chunk: {manifest}");
-    let p2 = pull_json(&env, &repo, &tag("2"));
+    let p2 = env.pull_json(&repo, &tag("2"));
     assert_eq!(p2["merged_commit"], c2.as_str());
     assert_eq!(fetched(&p2), want, "{p2}");
     let total: u64 = p2["layers"]
@@ -122,7 +111,7 @@ fn an_update_fetches_only_the_layers_that_changed() {
     fsck(&repo);
 
     // Same image again: nothing to read.
-    let again = pull_json(&env, &repo, &tag("2"));
+    let again = env.pull_json(&repo, &tag("2"));
     assert!(fetched(&again).is_empty(), "{again}");
     assert_eq!(again["bytes_to_fetch"], 0);
 
@@ -168,8 +157,8 @@ fn an_update_fetches_only_the_layers_that_changed() {
     assert!(done["objects_freed"].as_u64().unwrap() > 0, "{done}");
     fsck(&repo);
     // v2 is untouched; v1 now reads exactly the two layers that went.
-    assert!(fetched(&pull_json(&env, &repo, &tag("2"))).is_empty());
-    let p1b = pull_json(&env, &repo, &tag("1"));
+    assert!(fetched(&env.pull_json(&repo, &tag("2"))).is_empty());
+    let p1b = env.pull_json(&repo, &tag("1"));
     assert_eq!(p1b["merged_commit"], c1.as_str());
     assert_eq!(fetched(&p1b).len(), 2, "{p1b}");
     fsck(&repo);
@@ -194,16 +183,16 @@ fn derived_images_fetch_only_their_own_layers_across_generations() {
     let repo = env.new_repo("dst");
     let d1 = env.cstor_ref("localhost/d1:1");
     let d2 = env.cstor_ref("localhost/d2:1");
-    let p1 = pull_json(&env, &repo, &d1);
+    let p1 = env.pull_json(&repo, &d1);
     assert_eq!(p1["base_commit"], base.as_str());
     let n = p1["layers"].as_array().unwrap().len() as u64;
     assert_eq!(fetched(&p1), (0..n).collect());
     // Again: nothing read, the same merged commit.
-    let again = pull_json(&env, &repo, &d1);
+    let again = env.pull_json(&repo, &d1);
     assert!(fetched(&again).is_empty(), "{again}");
     assert_eq!(again["merged_commit"], p1["merged_commit"]);
     // The second generation reads its one new layer only, streamed by skopeo's proxy.
-    let p2 = pull_json(&env, &repo, &d2);
+    let p2 = env.pull_json(&repo, &d2);
     assert_eq!(fetched(&p2), BTreeSet::from([n]), "{p2}");
     assert_eq!(p2["read_via"], "image-proxy");
     let merged = p2["merged_commit"].as_str().unwrap();
@@ -296,10 +285,10 @@ fn containers_storage_from_gzip_reads_layers_by_diff_id() {
         .unwrap();
     }
     let repo = env.new_repo("dst");
-    let p1 = pull_json(&env, &repo, &env.cstor_ref("localhost/gz:1"));
+    let p1 = env.pull_json(&repo, &env.cstor_ref("localhost/gz:1"));
     assert_eq!(p1["merged_commit"], c1.as_str());
     assert_eq!(p1["read_via"], "image-proxy", "{p1}");
-    let p2 = pull_json(&env, &repo, &env.cstor_ref("localhost/gz:2"));
+    let p2 = env.pull_json(&repo, &env.cstor_ref("localhost/gz:2"));
     assert_eq!(p2["merged_commit"], c2.as_str());
     assert_eq!(fetched(&p2).len(), 2, "{p2}");
     fsck(&repo);

@@ -10,17 +10,6 @@ use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 
-fn pull_json(env: &TestEnv, repo: &Path, imgref: &str) -> Value {
-    let out = run_stdout(
-        env.ostree_container()
-            .args(["image", "pull", "--json"])
-            .arg(repo)
-            .arg(imgref),
-    )
-    .unwrap();
-    serde_json::from_str(&out).unwrap()
-}
-
 #[test]
 fn pure_image_keeps_its_checksum_and_repulls_nothing() {
     let env = TestEnv::new();
@@ -35,7 +24,7 @@ fn pure_image_keeps_its_checksum_and_repulls_nothing() {
     .unwrap();
     let repo = env.new_repo("dst");
     let imgref = format!("ostree-unverified-image:oci:{}:1", oci.display());
-    let r = pull_json(&env, &repo, &imgref);
+    let r = env.pull_json(&repo, &imgref);
     assert_eq!(r["merged_commit"], csum.as_str());
     assert!(r["layers"]
         .as_array()
@@ -55,7 +44,7 @@ fn pure_image_keeps_its_checksum_and_repulls_nothing() {
     .unwrap();
     assert_eq!(resolved.trim(), csum);
     // Again: every layer is present, nothing to fetch.
-    let r2 = pull_json(&env, &repo, &imgref);
+    let r2 = env.pull_json(&repo, &imgref);
     assert!(
         r2["layers"]
             .as_array()
@@ -230,9 +219,8 @@ fn a_podman_built_derived_image_merges_like_podman_sees_it() {
 
     let repo = env.new_repo("dst");
     // The base first: the derived pull then fetches only its own layers.
-    pull_json(&env, &repo, &env.cstor_ref("localhost/base:1"));
-    let r = pull_json(
-        &env,
+    env.pull_json(&repo, &env.cstor_ref("localhost/base:1"));
+    let r = env.pull_json(
         &repo,
         &format!(
             "ostree-unverified-image:{}",
@@ -345,7 +333,7 @@ fn list_metadata_history_and_remove() {
     .unwrap();
     let repo = env.new_repo("dst");
     let imgref = format!("oci:{}:1", oci.display());
-    pull_json(&env, &repo, &format!("ostree-unverified-image:{imgref}"));
+    env.pull_json(&repo, &format!("ostree-unverified-image:{imgref}"));
     let l: Value = serde_json::from_str(
         &run_stdout(
             env.ostree_container()

@@ -337,29 +337,12 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
                 let size = h.size()?;
                 let w = repo
                     .write_regfile(None, uid, gid, libc::S_IFREG | mode, size, Some(&xattrs))
-                    .map_err(|e| ctx(&format!("writing the file: {e}")))?;
+                    .map_err(|e| ctx(&format!("writing content: {e}")))?;
                 let out = w.clone().upcast::<gio::OutputStream>();
-                let mut buf = vec![0u8; 1 << 17];
-                let mut total = 0u64;
-                loop {
-                    let n = entry
-                        .read(&mut buf)
-                        .map_err(|e| ctx(&format!("reading content: {e}")))?;
-                    if n == 0 {
-                        break;
-                    }
-                    out.write_all(&buf[..n], gio::Cancellable::NONE)
-                        .map_err(|e| ctx(&format!("writing the file: {e}")))?;
-                    total += n as u64;
-                }
-                if total != size {
-                    bail!(ctx(&format!(
-                        "content is {total} bytes, header says {size}"
-                    )));
-                }
+                super::copy_content(&mut entry, &out, size).map_err(|r| ctx(&r))?;
                 let csum = w
                     .finish(gio::Cancellable::NONE)
-                    .map_err(|e| ctx(&format!("writing the file: {e}")))?
+                    .map_err(|e| ctx(&format!("writing content: {e}")))?
                     .to_string();
                 written.insert(norm.clone(), csum.clone());
                 if let Some(d) = dest {

@@ -13,6 +13,32 @@ use anyhow::{bail, Result};
 use ostree::glib;
 use ostree::prelude::*;
 
+/// Copy a tar entry's `size` bytes of content into a libostree content writer; the rule broken
+/// when it fails (the caller names the layer and the entry).
+pub fn copy_content(
+    entry: &mut impl std::io::Read,
+    out: &ostree::gio::OutputStream,
+    size: u64,
+) -> std::result::Result<(), String> {
+    let mut buf = vec![0u8; 1 << 17];
+    let mut total = 0u64;
+    loop {
+        let n = entry
+            .read(&mut buf)
+            .map_err(|e| format!("reading content: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n], ostree::gio::Cancellable::NONE)
+            .map_err(|e| format!("writing content: {e}"))?;
+        total += n as u64;
+    }
+    if total != size {
+        return Err(format!("content is {total} bytes, header says {size}"));
+    }
+    Ok(())
+}
+
 /// Largest value of one xattr carried in a PAX record.
 pub const MAX_PAX_XATTR: usize = 1 << 16;
 

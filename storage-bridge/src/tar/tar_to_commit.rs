@@ -343,24 +343,8 @@ impl<'r> ObjectImporter<'r> {
                             )
                             .with_context(|| ctx("starting content object"))?;
                         let out = w.clone().upcast::<gio::OutputStream>();
-                        let mut buf = vec![0u8; 1 << 17];
-                        let mut n_total = 0u64;
-                        loop {
-                            let n = entry
-                                .read(&mut buf)
-                                .with_context(|| ctx("reading content"))?;
-                            if n == 0 {
-                                break;
-                            }
-                            out.write_all(&buf[..n], gio::Cancellable::NONE)
-                                .with_context(|| ctx("writing content"))?;
-                            n_total += n as u64;
-                        }
-                        if n_total != size {
-                            bail!(ctx(&format!(
-                                "content is {n_total} bytes, header says {size}"
-                            )));
-                        }
+                        super::copy_content(&mut entry, &out, size)
+                            .map_err(|r| anyhow!(ctx(&r)))?;
                         let got = w
                             .finish(gio::Cancellable::NONE)
                             .with_context(|| ctx("content does not match its name"))?;
