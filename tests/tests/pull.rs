@@ -192,6 +192,57 @@ fn export_listing(tar: &[u8]) -> Listing {
     out
 }
 
+/// The merged commit's listing, checked against what `podman export` shows of `tag`, modulo
+/// the documented path policy; returned for spot checks.
+fn assert_matches_podman(env: &TestEnv, repo: &Path, merged: &str, tag: &str) -> Listing {
+    // What podman shows of the image.
+    let cid = run_stdout(env.podman.podman().args(["create", tag, "/usr/bin/sh"])).unwrap();
+    let tarp = env
+        .path()
+        .join(format!("export-{}.tar", tag.replace(['/', ':'], "_")));
+    run(env
+        .podman
+        .podman()
+        .args(["export", "-o"])
+        .arg(&tarp)
+        .arg(cid.trim()))
+    .unwrap();
+    let mut want = export_listing(&std::fs::read(&tarp).unwrap());
+    let mut got = commit_listing(repo, merged);
+    // Runtime mount points podman creates in every container, and the ostree skeleton.
+    for p in [
+        "usr/etc/hostname",
+        "usr/etc/resolv.conf",
+        "usr/etc/hosts",
+        "run/.containerenv",
+    ] {
+        want.remove(p);
+        got.remove(p);
+    }
+    // The base's own top-level entries (bin -> usr/bin, boot, …) stay in the merged commit;
+    // the comparison covers what the path policy imports from a container filesystem.
+    for p in ["bin", "lib", "sbin", "boot"] {
+        assert!(got.contains_key(p), "base entry {p} kept");
+    }
+    got.retain(|p, _| {
+        let top = p.split('/').next().unwrap_or("");
+        matches!(top, "usr" | "var")
+            || (["run", "tmp", "proc", "sys", "dev"].contains(&top) && !p.contains('/'))
+    });
+    // The export adds var/tmp to images whose commit lacks it (ostree makes it at boot).
+    want.remove("var/tmp");
+    let only_want: Vec<_> = want
+        .iter()
+        .filter(|(p, v)| got.get(*p) != Some(v))
+        .collect();
+    let only_got: Vec<_> = got
+        .iter()
+        .filter(|(p, v)| want.get(*p) != Some(v))
+        .collect();
+    assert!(only_want.is_empty() && only_got.is_empty(), "podman shows but commit lacks: {only_want:#?}\ncommit has but podman does not: {only_got:#?}");
+    got
+}
+
 #[test]
 fn a_podman_built_derived_image_merges_like_podman_sees_it() {
     let env = TestEnv::new();
@@ -254,55 +305,7 @@ fn a_podman_built_derived_image_merges_like_podman_sees_it() {
         "{r}"
     );
 
-    // What podman shows of the image.
-    let cid =
-        run_stdout(
-            env.podman
-                .podman()
-                .args(["create", "localhost/derived:1", "/usr/bin/sh"]),
-        )
-        .unwrap();
-    let tarp = env.path().join("export.tar");
-    run(env
-        .podman
-        .podman()
-        .args(["export", "-o"])
-        .arg(&tarp)
-        .arg(cid.trim()))
-    .unwrap();
-    let mut want = export_listing(&std::fs::read(&tarp).unwrap());
-    let mut got = commit_listing(&repo, &merged);
-    // Runtime mount points podman creates in every container, and the ostree skeleton.
-    for p in [
-        "usr/etc/hostname",
-        "usr/etc/resolv.conf",
-        "usr/etc/hosts",
-        "run/.containerenv",
-    ] {
-        want.remove(p);
-        got.remove(p);
-    }
-    // The base's own top-level entries (bin -> usr/bin, boot, …) stay in the merged commit;
-    // the comparison covers what the path policy imports from a container filesystem.
-    for p in ["bin", "lib", "sbin", "boot"] {
-        assert!(got.contains_key(p), "base entry {p} kept");
-    }
-    got.retain(|p, _| {
-        let top = p.split('/').next().unwrap_or("");
-        matches!(top, "usr" | "var")
-            || (["run", "tmp", "proc", "sys", "dev"].contains(&top) && !p.contains('/'))
-    });
-    // The export adds var/tmp to images whose commit lacks it (ostree makes it at boot).
-    want.remove("var/tmp");
-    let only_want: Vec<_> = want
-        .iter()
-        .filter(|(p, v)| got.get(*p) != Some(v))
-        .collect();
-    let only_got: Vec<_> = got
-        .iter()
-        .filter(|(p, v)| want.get(*p) != Some(v))
-        .collect();
-    assert!(only_want.is_empty() && only_got.is_empty(), "podman shows but commit lacks: {only_want:#?}\ncommit has but podman does not: {only_got:#?}");
+    let got = assert_matches_podman(&env, &repo, &merged, "localhost/derived:1");
     // Spot checks of what the Containerfile did.
     // RUN ln: same content (the second RUN appended to new-file, which breaks that link in
     // overlay too; podman agrees, as the comparison above shows).
@@ -313,6 +316,40 @@ fn a_podman_built_derived_image_merges_like_podman_sees_it() {
     assert_eq!(got["usr/share/doc"].1, 0o700);
     assert!(!got.contains_key("usr/share/doc/hello"));
     assert!(got.contains_key("var/lib/app/state"));
+    run(Command::new("ostree")
+        .arg("fsck")
+        .arg(format!("--repo={}", repo.display())))
+    .unwrap();
+
+    // A second generation: whiteouts of the first's files, a symlink back to a directory, a
+    // hardlink to a base file, an edit of an edited file. Only its one layer is read.
+    env.podman_build(
+        "localhost/derived:2",
+        "FROM localhost/derived:1\n\
+         RUN rm /usr/share/new-hardlink && rm -rf /etc/newdir \
+          && rm /etc/sample.d && mkdir /etc/sample.d && echo back > /etc/sample.d/again \
+          && ln /usr/bin/busybox /usr/bin/bb-link && echo gen2 >> /usr/lib/os-release \
+          && rm -rf /var/lib/app && mkdir -p /usr/share/doc/x && touch /usr/share/doc/x/y\n",
+    )
+    .unwrap();
+    let r2 = env.pull_json(&repo, &env.cstor_ref("localhost/derived:2"));
+    let fetched: Vec<u64> = r2["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["action"] == "fetched")
+        .map(|l| l["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(fetched, [layers.len() as u64], "{r2}");
+    let merged2 = r2["merged_commit"].as_str().unwrap().to_string();
+    let got2 = assert_matches_podman(&env, &repo, &merged2, "localhost/derived:2");
+    assert!(!got2.contains_key("usr/share/new-hardlink"));
+    assert!(!got2.contains_key("usr/etc/newdir"));
+    assert_eq!(got2["usr/etc/sample.d"].0, 'd');
+    assert!(got2.contains_key("usr/etc/sample.d/again"));
+    assert!(!got2.contains_key("usr/etc/sample.d/owned-by-1000"));
+    assert_eq!(got2["usr/bin/bb-link"], got2["usr/bin/busybox"]);
+    assert!(!got2.contains_key("var/lib/app"));
     run(Command::new("ostree")
         .arg("fsck")
         .arg(format!("--repo={}", repo.display())))
