@@ -388,3 +388,52 @@ pub fn abort_and_discard(repo: &Repo) {
         }
     }
 }
+
+/// Run `f` in a transaction of `repo`: commit it when `f` succeeds; when anything fails, abort
+/// it and discard what it staged ([`abort_and_discard`]).
+///
+/// `f` names (in its argument) the commit an import may have marked partial. Its mark is
+/// cleared only once the transaction is committed, since libostree moves staged objects into
+/// `objects/` one by one and a kill in between must leave the commit marked; after an abort
+/// it is dropped only when the commit object is not in the repo ([`drop_stale_partial`]).
+pub fn in_transaction<T>(
+    repo: &Repo,
+    f: impl FnOnce(&mut Option<String>) -> Result<T>,
+) -> Result<T> {
+    repo.prepare_transaction(gio::Cancellable::NONE)
+        .context("starting a repository transaction")?;
+    let mut partial = None;
+    let r = f(&mut partial).and_then(|t| {
+        repo.commit_transaction(gio::Cancellable::NONE)
+            .context("committing the transaction")?;
+        Ok(t)
+    });
+    match r {
+        Ok(t) => {
+            if let Some(c) = &partial {
+                repo.mark_commit_partial(c, false)
+                    .with_context(|| format!("clearing the partial mark of {c}"))?;
+            }
+            Ok(t)
+        }
+        Err(e) => {
+            abort_and_discard(repo);
+            if let Some(c) = &partial {
+                drop_stale_partial(repo, c);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// After an aborted import: drop the partial mark of `commit` when the commit object is not in
+/// the repo (the mark then stands for nothing). A commit object that is there keeps its mark,
+/// whoever set it: a killed import may have left it without all its objects.
+pub fn drop_stale_partial(repo: &Repo, commit: &str) {
+    if matches!(
+        repo.has_object(ostree::ObjectType::Commit, commit, gio::Cancellable::NONE),
+        Ok(false)
+    ) {
+        repo.mark_commit_partial(commit, false).ok();
+    }
+}

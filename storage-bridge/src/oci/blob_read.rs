@@ -9,6 +9,12 @@ use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
 use std::io::{self, Read};
 
+/// A layer whose bytes are not what the manifest and config say (digest, size or diff_id):
+/// callers tell it from a failure to read by `downcast_ref`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Mismatch(pub String);
+
 /// Hashes and counts what is read through it.
 pub struct HashingReader<R> {
     inner: R,
@@ -174,21 +180,22 @@ impl<R: Read + Send + 'static> VerifiedLayer<R> {
             .ok_or_else(|| anyhow::anyhow!("blob reader already finished"))?;
         let (digest, size) = blob.finish()?;
         if size != self.size {
-            bail!(
+            return Err(Mismatch(format!(
                 "blob {} is {size} bytes, the manifest says {}",
-                self.digest,
-                self.size
-            );
+                self.digest, self.size
+            ))
+            .into());
         }
         if digest != self.digest {
-            bail!("blob {} has digest {digest}", self.digest);
+            return Err(Mismatch(format!("blob {} has digest {digest}", self.digest)).into());
         }
         if let Some(want) = &self.diff_id {
             if &tar_digest != want {
-                bail!(
+                return Err(Mismatch(format!(
                     "layer {} uncompresses to {tar_digest}, the config's diff_id is {want}",
                     self.digest
-                );
+                ))
+                .into());
             }
         }
         Ok(tar_size)

@@ -226,14 +226,14 @@ pub fn pull(
     let image_ref = format!("{IMAGE_REF_PREFIX}{}", escape_ref(&name));
 
     crate::sigverify::verify_base(&repo, imgref, &src, base.as_deref())?;
-    repo.prepare_transaction(gio::Cancellable::NONE)?;
-    let r = (|| -> Result<(String, PolicyReport)> {
+    let r = crate::commit::in_transaction(&repo, |partial| -> Result<(String, PolicyReport)> {
         let jobs = if opts.jobs == 0 {
             DEFAULT_JOBS
         } else {
             opts.jobs
         };
         if base.is_some() && !base_present {
+            *partial = src.ostree_commit().map(str::to_string);
             src.import_ostree_layers(&repo, n, &chunk_cached, jobs, progress)?;
         }
         let manifest_json = serde_json::to_string(&src.manifest)?;
@@ -325,30 +325,19 @@ pub fn pull(
         )?;
         repo.transaction_set_ref(None, &image_ref, Some(&c));
         Ok((c.to_string(), merge.report))
-    })();
-    match r {
-        Ok((merged_commit, policy)) => {
-            if let Err(e) = repo.commit_transaction(gio::Cancellable::NONE) {
-                crate::commit::abort_and_discard(&repo);
-                return Err(anyhow::Error::from(e).context("committing the transaction"));
-            }
-            Ok(PullReport {
-                imgref: imgref.to_string(),
-                manifest_digest: src.manifest_digest.clone(),
-                base_commit: base,
-                merged_commit,
-                image_ref,
-                layers: plan,
-                bytes_to_fetch,
-                read_via: src.read_via(),
-                policy,
-            })
-        }
-        Err(e) => {
-            crate::commit::abort_and_discard(&repo);
-            Err(e.context(format!("pulling {imgref}")))
-        }
-    }
+    });
+    let (merged_commit, policy) = r.with_context(|| format!("pulling {imgref}"))?;
+    Ok(PullReport {
+        imgref: imgref.to_string(),
+        manifest_digest: src.manifest_digest.clone(),
+        base_commit: base,
+        merged_commit,
+        image_ref,
+        layers: plan,
+        bytes_to_fetch,
+        read_via: src.read_via(),
+        policy,
+    })
 }
 
 #[cfg(test)]

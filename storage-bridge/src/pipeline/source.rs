@@ -378,15 +378,14 @@ impl Source {
         })();
         match r {
             Ok((stats, verified0)) => {
-                let commit = imp.finish()?;
+                // The partial mark stays until the transaction is committed
+                // (commit::in_transaction).
+                let (commit, _) = imp.finish()?;
                 let (_, diff_id) = self.layer_ids(0)?;
                 layer_cache::set_refs(repo, diff_id, &verified0, &commit);
                 Ok((commit, stats))
             }
-            Err(e) => {
-                imp.abandon();
-                Err(e)
-            }
+            Err(e) => Err(e),
         }
     }
 
@@ -469,7 +468,14 @@ impl Source {
             (Ok(t), Ok(_)) => t,
             (Err(p), Ok(_)) => return Err(p),
             (Ok(_), Err(c)) => return Err(c),
-            (Err(p), Err(c)) => bail!("{c:#} (parsing it failed first: {p:#})"),
+            // A corrupt blob is the news; otherwise both say the same (the source failed).
+            (Err(p), Err(c))
+                if c.downcast_ref::<crate::oci::blob_read::Mismatch>()
+                    .is_some() =>
+            {
+                bail!("{c:#} (parsing it failed first: {p:#})")
+            }
+            (Err(p), Err(_)) => return Err(p),
         };
         progress.layer_done(i);
         Ok((t, verified))

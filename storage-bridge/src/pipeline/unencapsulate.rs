@@ -14,8 +14,7 @@ use crate::labels::OSTREE_COMMIT;
 use crate::progress::Progress;
 use crate::tar::tar_to_commit::LayerStats;
 use crate::transport::SkopeoOptions;
-use anyhow::{bail, Result};
-use ostree::gio;
+use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 /// Largest uncompressed layer (a decompression bomb stops here).
@@ -62,8 +61,8 @@ pub fn unencapsulate(
     }
 
     crate::sigverify::verify_base(&repo, imgref, &src, src.ostree_commit())?;
-    repo.prepare_transaction(gio::Cancellable::NONE)?;
-    let r = (|| -> Result<(String, Vec<LayerStats>)> {
+    let r = crate::commit::in_transaction(&repo, |partial| -> Result<(String, Vec<LayerStats>)> {
+        *partial = src.ostree_commit().map(str::to_string);
         let cached = src.cached_chunks(&repo, n)?;
         let jobs = if opts.jobs == 0 {
             super::pull::DEFAULT_JOBS
@@ -75,23 +74,12 @@ pub fn unencapsulate(
             repo.transaction_set_ref(None, r, Some(&csum));
         }
         Ok((csum, stats))
-    })();
-    match r {
-        Ok((commit, layers)) => {
-            if let Err(e) = repo.commit_transaction(gio::Cancellable::NONE) {
-                crate::commit::abort_and_discard(&repo);
-                return Err(anyhow::Error::from(e).context("committing the transaction"));
-            }
-            Ok(UnencapsulateReport {
-                commit,
-                manifest_digest: src.manifest_digest.clone(),
-                layers,
-                write_ref: opts.write_ref.clone(),
-            })
-        }
-        Err(e) => {
-            crate::commit::abort_and_discard(&repo);
-            Err(e.context(format!("importing {imgref}")))
-        }
-    }
+    });
+    let (commit, layers) = r.with_context(|| format!("importing {imgref}"))?;
+    Ok(UnencapsulateReport {
+        commit,
+        manifest_digest: src.manifest_digest.clone(),
+        layers,
+        write_ref: opts.write_ref.clone(),
+    })
 }

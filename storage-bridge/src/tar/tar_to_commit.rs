@@ -404,9 +404,11 @@ impl<'r> ObjectImporter<'r> {
         Ok(())
     }
 
-    /// After every layer: the commit and everything it references are present; clear the
-    /// partial mark. Returns the commit checksum.
-    pub fn finish(self) -> Result<String> {
+    /// After every layer: the commit and everything it references are present. Returns the
+    /// commit checksum and whether this importer marked it partial: that mark must stay until
+    /// the transaction is committed (libostree moves staged objects into `objects/` one by
+    /// one, the commit possibly first), and be cleared then, or after an abort.
+    pub fn finish(self) -> Result<(String, bool)> {
         let csum = self
             .commit
             .ok_or_else(|| anyhow!("no commit object in the image's ostree layers"))?;
@@ -455,17 +457,7 @@ impl<'r> ObjectImporter<'r> {
                 bail!("the commit references more than {MAX_OBJECTS} objects");
             }
         }
-        if self.marked_partial {
-            self.repo.mark_commit_partial(&csum, false)?;
-        }
-        Ok(csum)
-    }
-
-    /// After a failure (the transaction is aborted): clear a partial mark this importer set.
-    pub fn abandon(&self) {
-        if let (true, Some(c)) = (self.marked_partial, &self.commit) {
-            self.repo.mark_commit_partial(c, false).ok();
-        }
+        Ok((csum, self.marked_partial))
     }
 }
 
