@@ -57,6 +57,7 @@ pub mod oci;
 pub mod pipeline;
 pub mod progress;
 pub mod proxy;
+pub mod scratch;
 pub mod sigverify;
 pub mod tar;
 pub mod transport;

@@ -16,6 +16,7 @@ use crate::oci::config::{self, ImageInputs, LayerEntry};
 use crate::oci::layer::LayerBlob;
 use crate::oci::ocidir::OciDir;
 use crate::progress::Progress;
+use crate::scratch::Scratch;
 use crate::tar::commit_to_tar::{write_layer, LayerContent};
 use crate::transport::{self, SkopeoOptions};
 use anyhow::{anyhow, bail, Context, Result};
@@ -415,15 +416,12 @@ enum Staging {
     InPlace { path: PathBuf, tag: Option<String> },
     /// A new `oci:` directory, built beside it and renamed into place.
     NewOciDir {
-        tmp: tempfile::TempDir,
+        tmp: Scratch,
         path: PathBuf,
         tag: Option<String>,
     },
     /// Any other transport: built in a temp dir, then `skopeo copy`.
-    Skopeo {
-        tmp: tempfile::TempDir,
-        dest: ImageReference,
-    },
+    Skopeo { tmp: Scratch, dest: ImageReference },
 }
 
 fn parent_of(p: &Path) -> Result<PathBuf> {
@@ -441,11 +439,8 @@ fn parent_of(p: &Path) -> Result<PathBuf> {
     Ok(parent)
 }
 
-fn tempdir_in(parent: &Path) -> Result<tempfile::TempDir> {
-    tempfile::Builder::new()
-        .prefix(".ostree-container-")
-        .tempdir_in(parent)
-        .with_context(|| format!("creating a temporary directory in {}", parent.display()))
+fn tempdir_in(parent: &Path) -> Result<Scratch> {
+    Scratch::new_in(parent, ".ostree-container-")
 }
 
 impl Staging {
@@ -473,10 +468,7 @@ impl Staging {
                 })
             }
             _ => Ok(Staging::Skopeo {
-                tmp: tempfile::Builder::new()
-                    .prefix("ostree-container-")
-                    .tempdir()
-                    .context("creating a temporary directory")?,
+                tmp: Scratch::new("ostree-container-")?,
                 dest: dest.clone(),
             }),
         }

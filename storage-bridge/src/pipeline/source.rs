@@ -33,7 +33,7 @@ pub type LayerStream = VerifiedLayer<Box<dyn Read + Send>>;
 enum Blobs {
     Local {
         oci: OciDir,
-        _staged: Option<tempfile::TempDir>,
+        _staged: Option<crate::scratch::Scratch>,
     },
     Proxy {
         proxy: ImageProxy,
@@ -116,7 +116,7 @@ impl Source {
     fn from_layout(
         oci: OciDir,
         desc: crate::oci::BlobRef,
-        staged: Option<tempfile::TempDir>,
+        staged: Option<crate::scratch::Scratch>,
     ) -> Result<Self> {
         let digest = desc.digest;
         let raw = Self::read_described(&oci, "manifest", &digest, desc.size)?;
@@ -145,9 +145,7 @@ impl Source {
         // The digest the source itself gives its manifest (what `upgrade` compares later).
         let raw = transport::read_manifest_bytes(r, opts)?;
         let source_digest = sha256(&raw);
-        let tmp = tempfile::Builder::new()
-            .prefix("ostree-container-src-")
-            .tempdir()?;
+        let tmp = crate::scratch::Scratch::new("ostree-container-src-")?;
         let preserved = transport::skopeo_copy_to_oci(&r.to_string(), tmp.path(), opts)?;
         let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority())?;
         let oci = OciDir::open_existing(dir)?;
