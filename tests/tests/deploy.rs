@@ -647,11 +647,19 @@ fn a_locked_sysroot_is_refused_and_left_alone() {
     let lock = sysroot.join("ostree/lock");
     // libostree takes an fcntl (OFD) lock, which flock(1) would not conflict with.
     let mut holder = std::process::Command::new(ostree_bridge_tests::require_tool("python3"))
-        .args(["-c", "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.lockf(f, fcntl.LOCK_EX); time.sleep(30)"])
+        .args(["-c", "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.lockf(f, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)"])
         .arg(&lock)
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Wait until it holds the lock (a loaded machine can take seconds to start python).
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "locked");
     let out = env
         .ostree_container()
         .args(["image", "deploy", "--stateroot", "myos", "--sysroot"])
