@@ -147,6 +147,18 @@ fn place(p: &str) -> Place {
     }
 }
 
+/// The path policy applied to a raw tar path, for the fuzz targets: the normalized path and
+/// where it goes (None: dropped), or the rule that refuses it.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_path_policy(raw: &str) -> Result<(String, Option<String>), &'static str> {
+    let norm = normalize(raw)?;
+    let kept = match place(&norm) {
+        Place::Keep(p) => Some(p),
+        Place::Drop(_) => None,
+    };
+    Ok((norm, kept))
+}
+
 /// Builds one layer's tree from its tar stream.
 struct Builder<'r> {
     repo: &'r Repo,
