@@ -391,6 +391,9 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
                 if target.is_empty() {
                     bail!(ctx("empty symlink target"));
                 }
+                if target.contains('\0') {
+                    bail!(ctx("a NUL byte in the symlink target"));
+                }
                 let csum = repo.write_symlink(
                     None,
                     uid,
@@ -461,6 +464,41 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A `bare-user` repository in a temporary directory, in a transaction.
+    fn temp_repo() -> (tempfile::TempDir, Repo) {
+        let d = tempfile::tempdir().unwrap();
+        let repo = Repo::new(&gio::File::for_path(d.path()));
+        repo.create(ostree::RepoMode::BareUser, gio::Cancellable::NONE)
+            .unwrap();
+        repo.prepare_transaction(gio::Cancellable::NONE).unwrap();
+        (d, repo)
+    }
+
+    /// A layer with one symlink at `usr/l` whose target comes from a PAX `linkpath`.
+    fn symlink_layer(target: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("linkpath", target)]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, "usr/l", "x").unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// Found by the `tar_to_tree` fuzz target: a GNU long link or PAX `linkpath` can hold a
+    /// NUL, which the ostree bindings cannot pass to C (they panicked).
+    #[test]
+    fn refuses_nul_in_symlink_targets() {
+        let (_d, repo) = temp_repo();
+        let e = layer_to_tree(&repo, symlink_layer(b"\0x").as_slice(), "layer 1").unwrap_err();
+        assert!(e.to_string().contains("NUL"), "{e:#}");
+        let t = layer_to_tree(&repo, symlink_layer(b"../x").as_slice(), "layer 1").unwrap();
+        assert!(mtree::find_file(&t.root, "usr/l").unwrap().is_some());
+    }
 
     #[test]
     fn normalizes_and_rejects_escapes() {
