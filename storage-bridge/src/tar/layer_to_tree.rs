@@ -115,6 +115,9 @@ fn normalize(raw: &str) -> Result<String, &'static str> {
     if raw.len() > MAX_PATH {
         return Err("the path is longer than 4096 bytes");
     }
+    if raw.contains('\0') {
+        return Err("a NUL byte in the path");
+    }
     let mut parts = Vec::new();
     for c in raw.split('/') {
         match c {
@@ -506,6 +509,39 @@ mod tests {
         assert_eq!(normalize("/etc/x").unwrap(), "etc/x");
         assert!(normalize("usr/../../x").is_err());
         assert!(normalize(&"a/".repeat(3000)).is_err());
+    }
+
+    /// Found by the `tar_to_tree` fuzz target: a GNU long name (or PAX path) can carry a NUL,
+    /// which reached MutableTree::lookup, whose bindings panicked on it.
+    #[test]
+    fn refuses_nul_in_paths() {
+        assert!(normalize("usr/a\0b").is_err());
+        let (_d, repo) = temp_repo();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("path", &b"usr/bin/a\0b/c"[..])])
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(0);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "usr/x", std::io::empty()).unwrap();
+        let tar = b.into_inner().unwrap();
+        let e = layer_to_tree(&repo, tar.as_slice(), "layer 1").unwrap_err();
+        assert!(e.to_string().contains("NUL"), "{e:#}");
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        h.set_mode(0o644);
+        b.append_pax_extensions([("linkpath", &b"usr/a\0"[..])])
+            .unwrap();
+        b.append_link(&mut h, "usr/l", "x").unwrap();
+        let tar = b.into_inner().unwrap();
+        let e = layer_to_tree(&repo, tar.as_slice(), "layer 1").unwrap_err();
+        assert!(e.to_string().contains("NUL"), "{e:#}");
     }
 
     #[test]
