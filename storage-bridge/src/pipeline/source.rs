@@ -59,6 +59,41 @@ fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
+/// How many leading layers of the image with these documents are ostree layers (0 for a plain
+/// OCI image): the ones up to the `ostree.final-diffid` label. Pure, for [`Source`] and the fuzz
+/// targets.
+pub fn ostree_layer_count(manifest: &Value, config: &Value, imgref: &str) -> Result<usize> {
+    let layers = manifest["layers"]
+        .as_array()
+        .ok_or_else(|| anyhow!("{imgref}: the manifest has no layers"))?;
+    let diff_ids = config["rootfs"]["diff_ids"]
+        .as_array()
+        .ok_or_else(|| anyhow!("{imgref}: the config has no rootfs.diff_ids"))?;
+    if layers.len() != diff_ids.len() {
+        bail!(
+            "{imgref}: the manifest lists {} layers but the config {} diff_ids",
+            layers.len(),
+            diff_ids.len()
+        );
+    }
+    if config["config"]["Labels"][OSTREE_COMMIT].as_str().is_none() {
+        return Ok(0);
+    }
+    if layers.is_empty() {
+        bail!("{imgref}: the image has no layers");
+    }
+    match config["config"]["Labels"][FINAL_DIFFID].as_str() {
+        Some(d) => diff_ids
+            .iter()
+            .position(|x| x.as_str() == Some(d))
+            .map(|i| i + 1)
+            .ok_or_else(|| anyhow!("{imgref}: {FINAL_DIFFID} {d} is not among the config's diff_ids")),
+        // Old single-layer images carry no final-diffid label.
+        None if layers.len() == 1 => Ok(1),
+        None => bail!("{imgref}: several layers but no {FINAL_DIFFID} label: cannot tell the ostree layers apart"),
+    }
+}
+
 impl Source {
     /// How the blobs are read: "oci-layout" (in place), "image-proxy" (only the layers an
     /// import needs, streamed) or "staged-copy" (every blob copied by skopeo first).
@@ -241,35 +276,7 @@ impl Source {
 
     /// How many leading layers are ostree layers (0 for a plain OCI image).
     pub fn ostree_layer_count(&self, imgref: &str) -> Result<usize> {
-        let layers = self.manifest["layers"]
-            .as_array()
-            .ok_or_else(|| anyhow!("{imgref}: the manifest has no layers"))?;
-        let diff_ids = self.config["rootfs"]["diff_ids"]
-            .as_array()
-            .ok_or_else(|| anyhow!("{imgref}: the config has no rootfs.diff_ids"))?;
-        if layers.len() != diff_ids.len() {
-            bail!(
-                "{imgref}: the manifest lists {} layers but the config {} diff_ids",
-                layers.len(),
-                diff_ids.len()
-            );
-        }
-        if self.ostree_commit().is_none() {
-            return Ok(0);
-        }
-        if layers.is_empty() {
-            bail!("{imgref}: the image has no layers");
-        }
-        match self.config["config"]["Labels"][FINAL_DIFFID].as_str() {
-            Some(d) => diff_ids
-                .iter()
-                .position(|x| x.as_str() == Some(d))
-                .map(|i| i + 1)
-                .ok_or_else(|| anyhow!("{imgref}: {FINAL_DIFFID} {d} is not among the config's diff_ids")),
-            // Old single-layer images carry no final-diffid label.
-            None if layers.len() == 1 => Ok(1),
-            None => bail!("{imgref}: several layers but no {FINAL_DIFFID} label: cannot tell the ostree layers apart"),
-        }
+        ostree_layer_count(&self.manifest, &self.config, imgref)
     }
 
     /// Layer `i`'s blob digest and diff_id, as the manifest and config name them.

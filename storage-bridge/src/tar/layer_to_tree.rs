@@ -115,6 +115,9 @@ fn normalize(raw: &str) -> Result<String, &'static str> {
     if raw.len() > MAX_PATH {
         return Err("the path is longer than 4096 bytes");
     }
+    if raw.contains('\0') {
+        return Err("a NUL byte in the path");
+    }
     let mut parts = Vec::new();
     for c in raw.split('/') {
         match c {
@@ -145,6 +148,18 @@ fn place(p: &str) -> Place {
         }
         _ => Place::Drop("top-level directory outside usr, etc, var"),
     }
+}
+
+/// The path policy applied to a raw tar path, for the fuzz targets: the normalized path and
+/// where it goes (None: dropped), or the rule that refuses it.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_path_policy(raw: &str) -> Result<(String, Option<String>), &'static str> {
+    let norm = normalize(raw)?;
+    let kept = match place(&norm) {
+        Place::Keep(p) => Some(p),
+        Place::Drop(_) => None,
+    };
+    Ok((norm, kept))
 }
 
 /// Builds one layer's tree from its tar stream.
@@ -362,6 +377,9 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
                 if target.is_empty() {
                     bail!(ctx("empty symlink target"));
                 }
+                if target.contains('\0') {
+                    bail!(ctx("a NUL byte in the symlink target"));
+                }
                 let csum = repo.write_symlink(
                     None,
                     uid,
@@ -433,12 +451,80 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
 mod tests {
     use super::*;
 
+    /// A `bare-user` repository in a temporary directory, in a transaction.
+    fn temp_repo() -> (tempfile::TempDir, Repo) {
+        let d = tempfile::tempdir().unwrap();
+        let repo = Repo::new(&gio::File::for_path(d.path()));
+        repo.create(ostree::RepoMode::BareUser, gio::Cancellable::NONE)
+            .unwrap();
+        repo.prepare_transaction(gio::Cancellable::NONE).unwrap();
+        (d, repo)
+    }
+
+    /// A layer with one symlink at `usr/l` whose target comes from a PAX `linkpath`.
+    fn symlink_layer(target: &[u8]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("linkpath", target)]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, "usr/l", "x").unwrap();
+        b.into_inner().unwrap()
+    }
+
+    /// Found by the `tar_to_tree` fuzz target: a GNU long link or PAX `linkpath` can hold a
+    /// NUL, which the ostree bindings cannot pass to C (they panicked).
+    #[test]
+    fn refuses_nul_in_symlink_targets() {
+        let (_d, repo) = temp_repo();
+        let e = layer_to_tree(&repo, symlink_layer(b"\0x").as_slice(), "layer 1").unwrap_err();
+        assert!(e.to_string().contains("NUL"), "{e:#}");
+        let t = layer_to_tree(&repo, symlink_layer(b"../x").as_slice(), "layer 1").unwrap();
+        assert!(mtree::find_file(&t.root, "usr/l").unwrap().is_some());
+    }
+
     #[test]
     fn normalizes_and_rejects_escapes() {
         assert_eq!(normalize("./usr//bin/./sh").unwrap(), "usr/bin/sh");
         assert_eq!(normalize("/etc/x").unwrap(), "etc/x");
         assert!(normalize("usr/../../x").is_err());
         assert!(normalize(&"a/".repeat(3000)).is_err());
+    }
+
+    /// Found by the `tar_to_tree` fuzz target: a GNU long name (or PAX path) can carry a NUL,
+    /// which reached MutableTree::lookup, whose bindings panicked on it.
+    #[test]
+    fn refuses_nul_in_paths() {
+        assert!(normalize("usr/a\0b").is_err());
+        let (_d, repo) = temp_repo();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("path", &b"usr/bin/a\0b/c"[..])])
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(0);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "usr/x", std::io::empty()).unwrap();
+        let tar = b.into_inner().unwrap();
+        let e = layer_to_tree(&repo, tar.as_slice(), "layer 1").unwrap_err();
+        assert!(e.to_string().contains("NUL"), "{e:#}");
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        h.set_mode(0o644);
+        b.append_pax_extensions([("linkpath", &b"usr/a\0"[..])])
+            .unwrap();
+        b.append_link(&mut h, "usr/l", "x").unwrap();
+        let tar = b.into_inner().unwrap();
+        let e = layer_to_tree(&repo, tar.as_slice(), "layer 1").unwrap_err();
+        assert!(e.to_string().contains("NUL"), "{e:#}");
     }
 
     #[test]

@@ -361,6 +361,9 @@ impl<'r> ObjectImporter<'r> {
                         let target = std::str::from_utf8(&target)
                             .map_err(|_| anyhow!(ctx("symlink target is not UTF-8")))?
                             .to_string();
+                        if target.contains('\0') {
+                            bail!(ctx("a NUL byte in the symlink target"));
+                        }
                         let got = self
                             .repo
                             .write_symlink(
@@ -464,6 +467,42 @@ impl<'r> ObjectImporter<'r> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The NUL the `tar_to_tree` fuzz target found in derived layers' symlinks, in a symlink
+    /// object: a GNU long link or PAX `linkpath` can hold one, and the ostree bindings panicked
+    /// passing it to C.
+    #[test]
+    fn refuses_nul_in_symlink_objects() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = Repo::new(&gio::File::for_path(d.path()));
+        repo.create(ostree::RepoMode::BareUser, gio::Cancellable::NONE)
+            .unwrap();
+        repo.prepare_transaction(gio::Cancellable::NONE).unwrap();
+        let obj = format!("{OBJECTS}ab/{}", "c".repeat(62));
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(0);
+        h.set_mode(0o644);
+        b.append_data(&mut h, format!("{obj}.file-xattrs-link"), std::io::empty())
+            .unwrap();
+        b.append_pax_extensions([("linkpath", &b"\0x"[..])])
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, format!("{obj}.file"), "x").unwrap();
+        let tar = b.into_inner().unwrap();
+        let e = ObjectImporter::new(&repo)
+            .import_layer(tar.as_slice(), LayerRole::Chunk, "layer 1")
+            .unwrap_err();
+        assert!(e.to_string().contains("NUL"), "{e:#}");
+        repo.abort_transaction(gio::Cancellable::NONE).unwrap();
+    }
 
     #[test]
     fn object_paths_parse_strictly() {
