@@ -482,6 +482,28 @@ fn export_temps(env: &TestEnv) -> BTreeSet<String> {
     s
 }
 
+/// After the rerun that follows kill attempt `i`: no temp dir at all (the rerun swept what the
+/// killed run left, whose locks are free, and removed its own). `before`/`left`: the temp
+/// names before the attempt and after the kill.
+fn rerun_left_no_temps(
+    env: &TestEnv,
+    i: usize,
+    before: &BTreeSet<String>,
+    left: &BTreeSet<String>,
+) {
+    let after = export_temps(env);
+    assert!(
+        after.is_empty(),
+        "attempt {i}: after the rerun: {after:?} (the killed run had left {left:?})"
+    );
+    if !left.is_subset(before) {
+        eprintln!(
+            "attempt {i}: the killed run left {:?}",
+            left.difference(before).collect::<Vec<_>>()
+        );
+    }
+}
+
 /// Encapsulate: the manifest digest and how long it took.
 fn timed_encapsulate(env: &TestEnv, src: &Path, dest: &str, extra: &[&str]) -> (String, Duration) {
     let t0 = Instant::now();
@@ -546,18 +568,7 @@ fn killed_exports_to_a_new_oci_dir_publish_nothing_or_a_complete_image() {
         std::fs::remove_dir_all(&out).ok();
         assert_eq!(env.encapsulate(&src, "os", &dest, &[]).unwrap(), want);
         layout_blobs(&out, "1");
-        let after = export_temps(&env);
-        // The rerun sweeps what killed runs left (their locks are free) and leaves nothing.
-        assert!(
-            after.is_empty(),
-            "attempt {i}: after the rerun: {after:?} (the killed run had left {left:?})"
-        );
-        if !left.is_subset(&before) {
-            eprintln!(
-                "attempt {i}: the killed run left {:?}",
-                left.difference(&before).collect::<Vec<_>>()
-            );
-        }
+        rerun_left_no_temps(&env, i, &before, &left);
         k
     });
     eprintln!(
@@ -693,18 +704,7 @@ fn killed_exports_to_containers_storage_publish_nothing_or_a_complete_image() {
         let left = export_temps(&env);
         remove();
         assert_eq!(env.encapsulate(&src, "os", &dest, &[]).unwrap(), want);
-        let after = export_temps(&env);
-        // The rerun sweeps what killed runs left (their locks are free) and leaves nothing.
-        assert!(
-            after.is_empty(),
-            "attempt {i}: after the rerun: {after:?} (the killed run had left {left:?})"
-        );
-        if !left.is_subset(&before) {
-            eprintln!(
-                "attempt {i}: the killed run left {:?}",
-                left.difference(&before).collect::<Vec<_>>()
-            );
-        }
+        rerun_left_no_temps(&env, i, &before, &left);
         k
     });
     eprintln!(
