@@ -17,7 +17,7 @@
 use crate::commit::{open_repo, Repo};
 use crate::pipeline::images::unescape_ref;
 use crate::pipeline::pull::escape_ref;
-use crate::tar::layer_to_tree::{LayerTree, LowerLink, PolicyReport};
+use crate::tar::layer_to_tree::{LayerTree, LowerLink, PathPolicy, PolicyReport};
 use anyhow::{anyhow, Context, Result};
 use ostree::gio;
 use ostree::glib;
@@ -53,6 +53,9 @@ pub struct LayerMeta {
     pub lower_links: Vec<LowerLink>,
     #[serde(default)]
     pub policy: PolicyReport,
+    /// The path policy a derived layer was read with: another base may ask for another.
+    #[serde(default)]
+    pub path_policy: PathPolicy,
 }
 
 /// The ref of a layer known by `digest` (a diff_id or a blob digest).
@@ -77,12 +80,13 @@ pub fn read_meta(repo: &Repo, commit: &str) -> Result<Option<LayerMeta>> {
 }
 
 /// The cached commit of the layer with this diff_id (or, failing that, this blob digest),
-/// when it holds a layer of `kind`.
+/// when it holds a layer of `kind` read with `policy`.
 pub fn lookup(
     repo: &Repo,
     diff_id: &str,
     digest: &str,
     kind: LayerKind,
+    policy: PathPolicy,
 ) -> Result<Option<(String, LayerMeta)>> {
     for key in [diff_id, digest] {
         let Some(c) = repo
@@ -91,7 +95,8 @@ pub fn lookup(
         else {
             continue;
         };
-        if let Some(m) = read_meta(repo, &c)?.filter(|m| m.kind == kind) {
+        if let Some(m) = read_meta(repo, &c)?.filter(|m| m.kind == kind && m.path_policy == policy)
+        {
             return Ok(Some((c.to_string(), m)));
         }
     }
@@ -139,6 +144,7 @@ pub fn write_tree(repo: &Repo, t: &LayerTree, diff_id: &str) -> Result<(String, 
         implicit_dirs: t.implicit_dirs.clone(),
         lower_links: t.lower_links.clone(),
         policy: t.policy.clone(),
+        path_policy: t.path_policy,
     };
     let c = write_layer_commit(repo, &t.root, &meta, &format!("layer {diff_id}"))?;
     Ok((c, meta))
@@ -158,6 +164,7 @@ pub fn write_objects(repo: &Repo, objects: &[String], diff_id: &str) -> Result<S
         implicit_dirs: BTreeSet::new(),
         lower_links: Vec::new(),
         policy: PolicyReport::default(),
+        path_policy: PathPolicy::default(),
     };
     write_layer_commit(repo, &root, &meta, &format!("objects of layer {diff_id}"))
 }

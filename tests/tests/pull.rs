@@ -509,3 +509,86 @@ fn progress_fd_reports_the_plan_each_layer_and_the_result() {
     assert_eq!(last["event"], "error");
     assert!(last["message"].as_str().unwrap().contains("/nonexistent"));
 }
+
+/// A base that boots with composefs (its prepare-root.conf says so) lets derived layers keep
+/// other top-level directories; the same layer over a plain base drops them. Each reading is
+/// cached under its own policy.
+#[test]
+fn a_composefs_base_keeps_other_toplevel_directories() {
+    use ostree_bridge_tests::oci::{ImageParts, RawLayer};
+    let env = TestEnv::new();
+    let layer = {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, data) in [
+            ("opt/app/bin", &b"app"[..]),
+            ("boot/extra", b"x"),
+            ("usr/x", b"x"),
+        ] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            b.append_data(&mut h, p, data).unwrap();
+        }
+        b.into_inner().unwrap()
+    };
+    let derive = |name: &str, text: &str| {
+        let (src, _) = env.repo_with(name, "os", text).unwrap();
+        let base = env.path().join(format!("{name}-base"));
+        env.encapsulate(&src, "os", &format!("oci:{}", base.display()), &[])
+            .unwrap();
+        let mut parts = ImageParts::read(&base).unwrap();
+        parts.layers.push(RawLayer::tar(layer.clone()));
+        parts.sync_diff_ids();
+        let out = env.path().join(format!("{name}-derived"));
+        parts.write(&out).unwrap();
+        format!("oci:{}", out.display())
+    };
+    let plain = derive("plain", "file usr/lib/os-release content=\"ID=a\\n\"\n");
+    let cfs = derive(
+        "cfs",
+        "file usr/lib/os-release content=\"ID=b\\n\"\n\
+         file usr/lib/ostree/prepare-root.conf content=\"[composefs]\\nenabled = yes\\n\"\n",
+    );
+    let repo = env.new_repo("dst");
+    let ls = |commit: &str, path: &str| {
+        Command::new("ostree")
+            .arg(format!("--repo={}", repo.display()))
+            .args(["ls", commit, path])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let r = env.pull_json(&repo, &plain);
+    assert_eq!(r["path_policy"]["keep_toplevel"], false);
+    assert!(
+        r["policy"]["dropped"]["opt"]["count"].as_u64().unwrap() >= 1,
+        "{r}"
+    );
+    let c = r["merged_commit"].as_str().unwrap().to_string();
+    assert!(!ls(&c, "/opt/app/bin") && ls(&c, "/usr/x"));
+    // Over the composefs base, the same layer (same diff_id, cached under the other policy)
+    // is read again and keeps /opt; /boot stays dropped.
+    let r = env.pull_json(&repo, &cfs);
+    assert_eq!(r["path_policy"]["keep_toplevel"], true, "{r}");
+    let derived = r["layers"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(derived["action"], "fetched", "{r}");
+    let c = r["merged_commit"].as_str().unwrap().to_string();
+    assert!(ls(&c, "/opt/app/bin"), "{r}");
+    assert!(!ls(&c, "/boot/extra"));
+    assert!(
+        r["policy"]["dropped"]["boot"]["count"].as_u64().unwrap() >= 1,
+        "{r}"
+    );
+    // Again: now cached under that policy.
+    let again = env.pull_json(&repo, &cfs);
+    assert_eq!(again["bytes_to_fetch"], 0, "{again}");
+    assert_eq!(again["merged_commit"], c.as_str());
+    run(Command::new("ostree")
+        .arg("fsck")
+        .arg(format!("--repo={}", repo.display())))
+    .unwrap();
+}

@@ -17,7 +17,7 @@ use crate::imgref::OstreeImageReference;
 use crate::layer_cache;
 use crate::merge::TreeMerge;
 use crate::progress::Progress;
-use crate::tar::layer_to_tree::{layer_to_tree, PolicyReport};
+use crate::tar::layer_to_tree::{layer_to_tree_with, PathPolicy, PolicyReport};
 use crate::transport::SkopeoOptions;
 use anyhow::{anyhow, Context, Result};
 use ostree::gio;
@@ -106,6 +106,8 @@ pub struct PullReport {
     /// How the layers were read: "oci-layout", "image-proxy" (only the layers fetched) or
     /// "staged-copy" (skopeo copied every blob first).
     pub read_via: &'static str,
+    /// What the base allows besides usr, etc and var (its prepare-root.conf).
+    pub path_policy: PathPolicy,
     pub policy: PolicyReport,
 }
 
@@ -131,6 +133,52 @@ pub fn parse_timestamp(s: &str) -> Option<u64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+/// Where a commit's root-filesystem setup is configured (the `/etc` copy wins, as in
+/// ostree-prepare-root).
+const PREPARE_ROOT: [&str; 2] = [
+    "usr/etc/ostree/prepare-root.conf",
+    "usr/lib/ostree/prepare-root.conf",
+];
+
+/// The path policy base commit `c` asks for (its prepare-root.conf).
+fn base_path_policy(repo: &ostree::Repo, c: &str) -> Result<PathPolicy> {
+    let (root, _) = repo
+        .read_commit(c, gio::Cancellable::NONE)
+        .with_context(|| format!("reading base commit {c}"))?;
+    for p in PREPARE_ROOT {
+        let f = root.resolve_relative_path(p);
+        match f.load_contents(gio::Cancellable::NONE) {
+            Ok((data, _)) => {
+                return Ok(PathPolicy::from_prepare_root(&String::from_utf8_lossy(
+                    &data,
+                )));
+            }
+            Err(e) if e.matches(gio::IOErrorEnum::NotFound) => continue,
+            Err(e) => {
+                return Err(
+                    anyhow::Error::from(e).context(format!("reading {p} of base commit {c}"))
+                );
+            }
+        }
+    }
+    Ok(PathPolicy::default())
+}
+
+/// For each derived layer, the layer commit the cache holds for it under `policy`.
+fn derived_in_cache(
+    repo: &ostree::Repo,
+    src: &super::source::Source,
+    n: usize,
+    policy: PathPolicy,
+) -> Result<Vec<Option<(String, layer_cache::LayerMeta)>>> {
+    (n..src.layers().len())
+        .map(|i| {
+            let (digest, diff_id) = src.layer_ids(i)?;
+            layer_cache::lookup(repo, diff_id, digest, layer_cache::LayerKind::Tree, policy)
+        })
+        .collect()
 }
 
 /// What a pull would fetch, read from the manifest without writing anything.
@@ -165,16 +213,13 @@ pub fn pull(
     } else {
         vec![false; n]
     };
-    let mut derived_cached = Vec::new();
-    for i in n..src.layers().len() {
-        let (digest, diff_id) = src.layer_ids(i)?;
-        derived_cached.push(layer_cache::lookup(
-            &repo,
-            diff_id,
-            digest,
-            layer_cache::LayerKind::Tree,
-        )?);
-    }
+    // The base's prepare-root.conf decides what else than usr, etc and var a derived layer
+    // may bring; a base not in the repo yet is read again once imported.
+    let mut path_policy = match &base {
+        Some(c) if base_present => base_path_policy(&repo, c)?,
+        _ => PathPolicy::default(),
+    };
+    let mut derived_cached = derived_in_cache(&repo, &src, n, path_policy)?;
     let mut plan = Vec::new();
     for (i, l) in src.layers().iter().enumerate() {
         let ostree = i < n;
@@ -192,11 +237,13 @@ pub fn pull(
             action: if present { "present" } else { "fetched" },
         });
     }
-    let bytes_to_fetch = plan
-        .iter()
-        .filter(|p| p.action == "fetched")
-        .map(|p| p.size)
-        .sum();
+    let fetched_bytes = |plan: &[PlannedLayer]| -> u64 {
+        plan.iter()
+            .filter(|p| p.action == "fetched")
+            .map(|p| p.size)
+            .sum()
+    };
+    let mut bytes_to_fetch = fetched_bytes(&plan);
     progress.plan(&serde_json::json!({ "layers": plan, "bytes_to_fetch": bytes_to_fetch }));
     if let Some(Preflight(check)) = &opts.preflight {
         let fetched: Vec<&Value> = src
@@ -235,6 +282,17 @@ pub fn pull(
         if base.is_some() && !base_present {
             *partial = src.ostree_commit().map(str::to_string);
             src.import_ostree_layers(&repo, n, &chunk_cached, jobs, progress)?;
+            if let Some(c) = &base {
+                let p = base_path_policy(&repo, c)?;
+                if p != path_policy {
+                    path_policy = p;
+                    derived_cached = derived_in_cache(&repo, &src, n, p)?;
+                    for (l, c) in plan.iter_mut().skip(n).zip(&derived_cached) {
+                        l.action = if c.is_some() { "present" } else { "fetched" };
+                    }
+                    bytes_to_fetch = fetched_bytes(&plan);
+                }
+            }
         }
         let manifest_json = serde_json::to_string(&src.manifest)?;
         let config_json = serde_json::to_string(&src.config)?;
@@ -270,8 +328,9 @@ pub fn pull(
                 .lock()
                 .map_err(|_| anyhow!("repo handle poisoned"))?
                 .clone();
-            let (tree, verified) =
-                src.read_layer(p.index, progress, |r, desc| layer_to_tree(&repo, r, desc))?;
+            let (tree, verified) = src.read_layer(p.index, progress, |r, desc| {
+                layer_to_tree_with(&repo, r, desc, path_policy)
+            })?;
             let (c, meta) =
                 layer_cache::write_tree(&repo, &tree, &p.diff_id).with_context(|| {
                     format!(
@@ -336,6 +395,7 @@ pub fn pull(
         layers: plan,
         bytes_to_fetch,
         read_via: src.read_via(),
+        path_policy,
         policy,
     })
 }

@@ -304,6 +304,7 @@ impl Source {
                     diff_id,
                     digest,
                     crate::layer_cache::LayerKind::Objects,
+                    Default::default(),
                 )?
                 .is_some())
             })

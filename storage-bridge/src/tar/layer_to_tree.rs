@@ -101,6 +101,8 @@ pub struct LayerTree {
     pub implicit_dirs: BTreeSet<String>,
     pub lower_links: Vec<LowerLink>,
     pub policy: PolicyReport,
+    /// The path policy the layer was read with.
+    pub path_policy: PathPolicy,
 }
 
 /// Where an entry goes.
@@ -129,8 +131,52 @@ fn normalize(raw: &str) -> Result<String, &'static str> {
     Ok(parts.join("/"))
 }
 
-/// The path policy; `p` is normalized and not empty.
+/// What the base allows besides `usr`, `etc` and `var` (REFERENCE §6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PathPolicy {
+    /// The base boots with composefs or a transient root (`usr/lib/ostree/prepare-root.conf`):
+    /// the commit's own root is what the system sees, so other top-level directories (`opt`,
+    /// `srv`, `home`, …) are kept. `boot` and `sysroot` stay dropped (mount points of the
+    /// host), and `run`, `tmp`, `proc`, `sys`, `dev` stay empty.
+    pub keep_toplevel: bool,
+}
+
+/// Top-level directories dropped whatever the base allows.
+const ALWAYS_DROPPED: [&str; 2] = ["boot", "sysroot"];
+
+impl PathPolicy {
+    /// The policy a base commit's `prepare-root.conf` (its text) asks for.
+    pub fn from_prepare_root(conf: &str) -> Self {
+        let mut section = String::new();
+        let mut keep = false;
+        for line in conf.lines().map(str::trim) {
+            if let Some(s) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = s.trim().to_string();
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().to_ascii_lowercase();
+            let on = matches!(v.as_str(), "yes" | "true" | "1" | "signed" | "maybe");
+            match (section.as_str(), k.trim()) {
+                ("composefs", "enabled") | ("root", "transient") if on => keep = true,
+                _ => {}
+            }
+        }
+        PathPolicy {
+            keep_toplevel: keep,
+        }
+    }
+}
+
+/// The default path policy; `p` is normalized and not empty.
+#[cfg(any(test, feature = "fuzzing"))]
 fn place(p: &str) -> Place {
+    place_with(p, PathPolicy::default())
+}
+
+fn place_with(p: &str, policy: PathPolicy) -> Place {
     let (top, rest) = p.split_once('/').unwrap_or((p, ""));
     match top {
         "usr" | "var" => Place::Keep(p.to_string()),
@@ -145,6 +191,9 @@ fn place(p: &str) -> Place {
             } else {
                 Place::Drop("children of run, tmp, proc, sys, dev")
             }
+        }
+        t if policy.keep_toplevel && t != "." && !ALWAYS_DROPPED.contains(&t) => {
+            Place::Keep(p.to_string())
         }
         _ => Place::Drop("top-level directory outside usr, etc, var"),
     }
@@ -239,8 +288,19 @@ impl Builder<'_> {
     }
 }
 
-/// Parse one derived layer's tar into its own tree. `layer` names it in errors.
+/// Parse one derived layer's tar into its own tree, with the default path policy. `layer`
+/// names it in errors.
 pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTree> {
+    layer_to_tree_with(repo, tar, layer, PathPolicy::default())
+}
+
+/// [`layer_to_tree`] with the path policy the base asks for.
+pub fn layer_to_tree_with(
+    repo: &Repo,
+    tar: impl Read,
+    layer: &str,
+    policy: PathPolicy,
+) -> Result<LayerTree> {
     let default_dirmeta = mtree::default_dirmeta(repo)?;
     let root = MutableTree::new();
     root.set_metadata_checksum(&default_dirmeta);
@@ -253,6 +313,7 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
             implicit_dirs: BTreeSet::new(),
             lower_links: Vec::new(),
             policy: PolicyReport::default(),
+            path_policy: policy,
         },
     };
     let mut ar = tar::Archive::new(super::guard::TarGuard::new(tar));
@@ -287,7 +348,7 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
         }
         // Whiteouts: kept as markers where the policy puts their victim.
         if name == OPAQUE {
-            match place(if dir.is_empty() { "." } else { dir }) {
+            match place_with(if dir.is_empty() { "." } else { dir }, policy) {
                 Place::Keep(d) => b.put_marker(&d, OPAQUE)?,
                 Place::Drop(_) if dir.is_empty() => bail!(ctx(
                     "an opaque marker at the root would hide the whole base"
@@ -300,14 +361,14 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
             if target.is_empty() || target == "." || target == ".." || target.starts_with(WH) {
                 bail!(ctx("malformed whiteout name"));
             }
-            if let Place::Keep(v) = place(&join(dir, target)) {
+            if let Place::Keep(v) = place_with(&join(dir, target), policy) {
                 let (vdir, vname) = mtree::split(&v);
                 b.put_marker(vdir, &format!("{WH}{vname}"))
                     .map_err(|e| ctx(&format!("{e:#}")))?;
             }
             continue;
         }
-        let dest = match place(&norm) {
+        let dest = match place_with(&norm, policy) {
             Place::Keep(d) => {
                 if d != norm {
                     note(&mut b.tree.policy.remapped, "etc → usr/etc", &norm);
@@ -323,13 +384,22 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
             }
         };
         let h = entry.header().clone();
-        let uid: u32 = h.uid()?.try_into().map_err(|_| ctx("uid beyond 32 bits"))?;
-        let gid: u32 = h.gid()?.try_into().map_err(|_| ctx("gid beyond 32 bits"))?;
+        let field = |e: std::io::Error| ctx(&format!("bad header field: {e}"));
+        let uid: u32 = h
+            .uid()
+            .map_err(field)?
+            .try_into()
+            .map_err(|_| ctx("uid beyond 32 bits"))?;
+        let gid: u32 = h
+            .gid()
+            .map_err(field)?
+            .try_into()
+            .map_err(|_| ctx("gid beyond 32 bits"))?;
         if uid == u32::MAX || gid == u32::MAX {
             // chown reads -1 as "leave as is": the object would not be what its checksum says.
             bail!(ctx("uid or gid 4294967295 cannot be stored"));
         }
-        let mode = h.mode()? & 0o7777;
+        let mode = h.mode().map_err(field)? & 0o7777;
         match kind {
             tar::EntryType::Directory => {
                 let Some(d) = dest else { continue };
@@ -349,7 +419,7 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let xattrs = pax_xattrs(&mut entry).map_err(|e| ctx(&e.to_string()))?;
-                let size = h.size()?;
+                let size = entry.header().size().map_err(field)?;
                 let w = repo
                     .write_regfile(None, uid, gid, libc::S_IFREG | mode, size, Some(&xattrs))
                     .map_err(|e| ctx(&format!("writing content: {e}")))?;
@@ -433,7 +503,7 @@ pub fn layer_to_tree(repo: &Repo, tar: impl Read, layer: &str) -> Result<LayerTr
             b.put_file(&dest, &c.clone())?;
             continue;
         }
-        match place(&target) {
+        match place_with(&target, policy) {
             Place::Keep(t) => b.tree.lower_links.push(LowerLink {
                 dest,
                 entry: from,
@@ -528,6 +598,27 @@ mod tests {
     }
 
     #[test]
+    fn prepare_root_conf_opens_the_toplevel() {
+        for (conf, keep) in [
+            ("[composefs]\nenabled = yes\n", true),
+            ("[composefs]\nenabled=signed\n", true),
+            (
+                "[composefs]\nenabled = no\n[root]\ntransient = false\n",
+                false,
+            ),
+            ("[root]\ntransient = true\n", true),
+            ("# [composefs]\n[sysroot]\nenabled = yes\n", false),
+            ("", false),
+        ] {
+            assert_eq!(
+                PathPolicy::from_prepare_root(conf).keep_toplevel,
+                keep,
+                "{conf}"
+            );
+        }
+    }
+
+    #[test]
     fn path_policy() {
         assert_eq!(place("usr/bin/sh"), Place::Keep("usr/bin/sh".into()));
         assert_eq!(place("etc/passwd"), Place::Keep("usr/etc/passwd".into()));
@@ -536,6 +627,14 @@ mod tests {
         assert_eq!(place("tmp"), Place::Keep("tmp".into()));
         assert!(matches!(place("tmp/x"), Place::Drop(_)));
         assert!(matches!(place("opt/app"), Place::Drop(_)));
+        let open = PathPolicy {
+            keep_toplevel: true,
+        };
+        assert_eq!(place_with("opt/app", open), Place::Keep("opt/app".into()));
+        assert!(matches!(place_with("boot/vmlinuz", open), Place::Drop(_)));
+        assert!(matches!(place_with("sysroot/x", open), Place::Drop(_)));
+        assert!(matches!(place_with("tmp/x", open), Place::Drop(_)));
+        assert_eq!(place_with("etc/x", open), Place::Keep("usr/etc/x".into()));
         assert!(matches!(
             place("sysroot/ostree/repo/objects/aa/b.file"),
             Place::Drop(_)

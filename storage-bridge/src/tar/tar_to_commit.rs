@@ -317,11 +317,13 @@ impl<'r> ObjectImporter<'r> {
                     }
                     let h = entry.header();
                     let uid: u32 = h
-                        .uid()?
+                        .uid()
+                        .map_err(|e| anyhow!(ctx(&format!("bad header field: {e}"))))?
                         .try_into()
                         .map_err(|_| anyhow!(ctx("uid beyond 32 bits")))?;
                     let gid: u32 = h
-                        .gid()?
+                        .gid()
+                        .map_err(|e| anyhow!(ctx(&format!("bad header field: {e}"))))?
                         .try_into()
                         .map_err(|_| anyhow!(ctx("gid beyond 32 bits")))?;
                     // chown(2) reads (uid_t)-1 as "leave unchanged": such an object would be
@@ -329,7 +331,10 @@ impl<'r> ObjectImporter<'r> {
                     if uid == u32::MAX || gid == u32::MAX {
                         bail!(ctx("uid or gid 4294967295 cannot be stored"));
                     }
-                    let mode = h.mode()? & 0o7777;
+                    let mode = h
+                        .mode()
+                        .map_err(|e| anyhow!(ctx(&format!("bad header field: {e}"))))?
+                        & 0o7777;
                     if kind_t.is_file() {
                         let w = self
                             .repo

@@ -218,6 +218,20 @@ pub(super) fn tar_format() -> Vec<Case> {
         ),
         refused(
             c,
+            "a uid field that is not a number",
+            plain(|_| {
+                let h = raw_header(
+                    Hdr::new(b'0', "usr/a"),
+                    |b| b[108..116].copy_from_slice(b"zzzzzzz\0"),
+                    false,
+                );
+                vec![t().block(&h).finish()]
+            }),
+            Some(0),
+            "entry \"usr/a\": bad header field",
+        ),
+        refused(
+            c,
             "a size field bigger than the data",
             plain(|_| {
                 let h = hdr(b'0', "usr/a", |h| h.size = 100_000);
