@@ -70,7 +70,7 @@ json.dump({
               "libostree $(ostree --version | awk -F"'" '/Version/{print $2}'), "
               "$(ver skopeo --version) (the peer reading containers-storage: $( [ -n "$NEWSKOPEO" ] && ver "$NEWSKOPEO/skopeo" --version || echo -)), "
               "$(ver podman --version), $(ver rustc --version)",
-  "command": "bash bench/run.sh" + ("" if $SMOKE else " (RUNS=$RUNS)") + (" --smoke" if $SMOKE else ""),
+  "command": ("bash bench/run.sh --smoke" if $SMOKE else "RUNS=$RUNS bash bench/run.sh"),
 }, open(sys.argv[1], "w"), indent=1)
 PY
 if [ $SMOKE = 1 ]; then out="$W"; else out="$top/bench/results"; cp "$TIMES" "$BYTES" "$out/"; fi

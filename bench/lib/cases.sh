@@ -86,7 +86,7 @@ floors() { # LABEL TREE
 
 # Inputs every run reads: both tools' oci: images of v1 (and of the synthetic trees).
 prepare_inputs() {
-  rm -rf "$W/img-ours" "$W/img-peer" "$W/img-synth-"*
+  rm -rf "$W/img-"*   # skopeo copy to an existing oci: layout would add a second manifest
   "$NS" "$OURS" encapsulate -q --repo "$REPO" bench/v1 "oci:$W/img-ours" >/dev/null
   [ -n "${PEER:-}" ] && "$NS" "$PEER" container encapsulate --repo "$REPO" bench/v1 "oci:$W/img-peer" >/dev/null
   local mb
