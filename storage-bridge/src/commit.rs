@@ -389,37 +389,65 @@ pub fn abort_and_discard(repo: &Repo) {
     }
 }
 
+/// The commits a transaction writes, marked partial until it is committed.
+///
+/// libostree moves staged objects into `objects/` one by one when the transaction commits, a
+/// commit object possibly before the trees it names: a kill in between must leave that commit
+/// marked partial (fsck and our own lookups then skip it) rather than looking complete.
+#[derive(Debug, Default)]
+pub struct Partials(std::sync::Mutex<Vec<String>>);
+
+impl Partials {
+    /// Mark `commit` (just written in the transaction) partial until the transaction commits.
+    pub fn mark(&self, repo: &Repo, commit: &str) -> Result<()> {
+        repo.mark_commit_partial(commit, true)
+            .with_context(|| format!("marking {commit} partial"))?;
+        self.note(commit);
+        Ok(())
+    }
+
+    /// `commit` was marked partial by someone else (the ostree-layer importer): settle it too.
+    pub fn note(&self, commit: &str) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(commit.to_string());
+        }
+    }
+
+    fn take(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
+}
+
 /// Run `f` in a transaction of `repo`: commit it when `f` succeeds; when anything fails, abort
 /// it and discard what it staged ([`abort_and_discard`]).
 ///
-/// `f` names (in its argument) the commit an import may have marked partial. Its mark is
-/// cleared only once the transaction is committed, since libostree moves staged objects into
-/// `objects/` one by one and a kill in between must leave the commit marked; after an abort
-/// it is dropped only when the commit object is not in the repo ([`drop_stale_partial`]).
-pub fn in_transaction<T>(
-    repo: &Repo,
-    f: impl FnOnce(&mut Option<String>) -> Result<T>,
-) -> Result<T> {
+/// Commits `f` records in [`Partials`] keep their partial mark until the transaction is
+/// committed, and lose it then; after an abort a mark is dropped only when the commit object is
+/// not in the repo ([`drop_stale_partial`]).
+pub fn in_transaction<T>(repo: &Repo, f: impl FnOnce(&Partials) -> Result<T>) -> Result<T> {
     repo.prepare_transaction(gio::Cancellable::NONE)
         .context("starting a repository transaction")?;
-    let mut partial = None;
-    let r = f(&mut partial).and_then(|t| {
+    let partials = Partials::default();
+    let r = f(&partials).and_then(|t| {
         repo.commit_transaction(gio::Cancellable::NONE)
             .context("committing the transaction")?;
         Ok(t)
     });
     match r {
         Ok(t) => {
-            if let Some(c) = &partial {
-                repo.mark_commit_partial(c, false)
+            for c in partials.take() {
+                repo.mark_commit_partial(&c, false)
                     .with_context(|| format!("clearing the partial mark of {c}"))?;
             }
             Ok(t)
         }
         Err(e) => {
             abort_and_discard(repo);
-            if let Some(c) = &partial {
-                drop_stale_partial(repo, c);
+            for c in partials.take() {
+                drop_stale_partial(repo, &c);
             }
             Err(e)
         }

@@ -273,15 +273,17 @@ pub fn pull(
     let image_ref = format!("{IMAGE_REF_PREFIX}{}", escape_ref(&name));
 
     crate::sigverify::verify_base(&repo, imgref, &src, base.as_deref())?;
-    let r = crate::commit::in_transaction(&repo, |partial| -> Result<(String, PolicyReport)> {
+    let r = crate::commit::in_transaction(&repo, |partials| -> Result<(String, PolicyReport)> {
         let jobs = if opts.jobs == 0 {
             DEFAULT_JOBS
         } else {
             opts.jobs
         };
         if base.is_some() && !base_present {
-            *partial = src.ostree_commit().map(str::to_string);
-            src.import_ostree_layers(&repo, n, &chunk_cached, jobs, progress)?;
+            if let Some(c) = src.ostree_commit() {
+                partials.note(c);
+            }
+            src.import_ostree_layers(&repo, n, &chunk_cached, jobs, partials, progress)?;
             if let Some(c) = &base {
                 let p = base_path_policy(&repo, c)?;
                 if p != path_policy {
@@ -338,6 +340,7 @@ pub fn pull(
                         p.index, p.digest
                     )
                 })?;
+            partials.mark(&repo, &c)?;
             Ok((c, meta, verified))
         })?;
         let mut read = read.into_iter();
@@ -382,6 +385,7 @@ pub fn pull(
             ts,
             gio::Cancellable::NONE,
         )?;
+        partials.mark(&repo, &c)?;
         repo.transaction_set_ref(None, &image_ref, Some(&c));
         Ok((c.to_string(), merge.report))
     });

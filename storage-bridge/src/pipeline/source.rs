@@ -322,6 +322,7 @@ impl Source {
         n: usize,
         cached: &[bool],
         jobs: usize,
+        partials: &crate::commit::Partials,
         progress: &dyn crate::progress::Progress,
     ) -> Result<(String, Vec<crate::tar::tar_to_commit::LayerStats>)> {
         use crate::layer_cache;
@@ -362,6 +363,7 @@ impl Source {
                     layer_cache::write_objects(&repo, &st.objects, diff_id).with_context(|| {
                         format!("layer {i} ({verified}): recording it in the layer cache")
                     })?;
+                partials.mark(&repo, &c)?;
                 st.objects = Vec::new();
                 Ok((i, st, verified, c))
             })?;

@@ -61,15 +61,18 @@ pub fn unencapsulate(
     }
 
     crate::sigverify::verify_base(&repo, imgref, &src, src.ostree_commit())?;
-    let r = crate::commit::in_transaction(&repo, |partial| -> Result<(String, Vec<LayerStats>)> {
-        *partial = src.ostree_commit().map(str::to_string);
+    let r = crate::commit::in_transaction(&repo, |partials| -> Result<(String, Vec<LayerStats>)> {
+        if let Some(c) = src.ostree_commit() {
+            partials.note(c);
+        }
         let cached = src.cached_chunks(&repo, n)?;
         let jobs = if opts.jobs == 0 {
             super::pull::DEFAULT_JOBS
         } else {
             opts.jobs
         };
-        let (csum, stats) = src.import_ostree_layers(&repo, n, &cached, jobs, progress)?;
+        let (csum, stats) =
+            src.import_ostree_layers(&repo, n, &cached, jobs, partials, progress)?;
         if let Some(r) = &opts.write_ref {
             repo.transaction_set_ref(None, r, Some(&csum));
         }

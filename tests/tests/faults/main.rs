@@ -146,7 +146,9 @@ fn staged_objects(repo: &Path) -> BTreeMap<String, u64> {
             };
             for f in files.flatten() {
                 let name = f.file_name().to_string_lossy().to_string();
-                if name.starts_with('.') {
+                // Detached metadata is not content-addressed: a pull rewrites it on purpose (it
+                // adds the image's manifest and config), so it is no measure of reuse.
+                if name.starts_with('.') || name.ends_with(".commitmeta") {
                     continue;
                 }
                 if let Ok(m) = f.metadata() {
