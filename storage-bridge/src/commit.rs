@@ -395,25 +395,35 @@ pub fn abort_and_discard(repo: &Repo) {
 /// commit object possibly before the trees it names: a kill in between must leave that commit
 /// marked partial (fsck and our own lookups then skip it) rather than looking complete.
 #[derive(Debug, Default)]
-pub struct Partials(std::sync::Mutex<Vec<String>>);
+pub struct Partials(std::sync::Mutex<Vec<(String, bool)>>);
 
 impl Partials {
     /// Mark `commit` (just written in the transaction) partial until the transaction commits.
+    /// A commit already marked (a killed run's) is only noted: its mark is not ours to drop.
     pub fn mark(&self, repo: &Repo, commit: &str) -> Result<()> {
+        let marked = matches!(repo.load_commit(commit),
+            Ok((_, st)) if st.contains(ostree::RepoCommitState::PARTIAL));
+        if marked {
+            self.note(commit);
+            return Ok(());
+        }
         repo.mark_commit_partial(commit, true)
             .with_context(|| format!("marking {commit} partial"))?;
-        self.note(commit);
+        if let Ok(mut v) = self.0.lock() {
+            v.push((commit.to_string(), true));
+        }
         Ok(())
     }
 
-    /// `commit` was marked partial by someone else (the ostree-layer importer): settle it too.
+    /// `commit` was marked partial by someone else (the ostree-layer importer): clear it once
+    /// committed, drop it after an abort only when stale.
     pub fn note(&self, commit: &str) {
         if let Ok(mut v) = self.0.lock() {
-            v.push(commit.to_string());
+            v.push((commit.to_string(), false));
         }
     }
 
-    fn take(&self) -> Vec<String> {
+    fn take(&self) -> Vec<(String, bool)> {
         self.0
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
@@ -425,20 +435,23 @@ impl Partials {
 /// it and discard what it staged ([`abort_and_discard`]).
 ///
 /// Commits `f` records in [`Partials`] keep their partial mark until the transaction is
-/// committed, and lose it then; after an abort a mark is dropped only when the commit object is
-/// not in the repo ([`drop_stale_partial`]).
+/// committed, and lose it then. After a failure before the commit nothing reached `objects/`,
+/// so the marks this transaction set go; after a failed commit they stay where the commit
+/// object is in the repo; marks set by others go only when stale ([`drop_stale_partial`]).
 pub fn in_transaction<T>(repo: &Repo, f: impl FnOnce(&Partials) -> Result<T>) -> Result<T> {
     repo.prepare_transaction(gio::Cancellable::NONE)
         .context("starting a repository transaction")?;
     let partials = Partials::default();
+    let mut committing = false;
     let r = f(&partials).and_then(|t| {
+        committing = true;
         repo.commit_transaction(gio::Cancellable::NONE)
             .context("committing the transaction")?;
         Ok(t)
     });
     match r {
         Ok(t) => {
-            for c in partials.take() {
+            for (c, _) in partials.take() {
                 repo.mark_commit_partial(&c, false)
                     .with_context(|| format!("clearing the partial mark of {c}"))?;
             }
@@ -446,8 +459,12 @@ pub fn in_transaction<T>(repo: &Repo, f: impl FnOnce(&Partials) -> Result<T>) ->
         }
         Err(e) => {
             abort_and_discard(repo);
-            for c in partials.take() {
-                drop_stale_partial(repo, &c);
+            for (c, ours) in partials.take() {
+                if ours && !committing {
+                    repo.mark_commit_partial(&c, false).ok();
+                } else {
+                    drop_stale_partial(repo, &c);
+                }
             }
             Err(e)
         }
